@@ -1,0 +1,3 @@
+"""Project-wide pytest set-up: the local fakes of every outside party."""
+
+pytest_plugins = ["fakes.fixtures"]

@@ -1,0 +1,913 @@
+"""Sandbox supplier: a stand-in for a B2B Telegram Stars top-up API, for tests and demos.
+
+Run it as its own process, as the real supplier would be::
+
+    python -m fakes.supplier --host 127.0.0.1 --port 8001 \\
+        --db var/sandbox_supplier.sqlite3 --api-key sandbox-key \\
+        [--hang-seconds 20] [--slow-seconds 3] [--balance 10000] [--cost-per-star 0.0165]
+
+or in a thread with ``start_sandbox_supplier(SupplierConfig(...), port=0)``.
+Standard library only, no Django, so nothing of the shop leaks into the "supplier".
+
+State (orders, balance, idempotency keys, call counters, one-shot markers) lives in the
+SQLite file, so a restart keeps it; ``--balance`` only seeds a new file (or a reset).
+Every state change holds one lock and one short-lived connection; deliberate sleeps
+happen after the lock is released, so other requests proceed meanwhile.
+
+Wire API (JSON, ``Authorization: Bearer <key>`` on everything outside ``/_sandbox/``):
+
+- ``POST /validate-user`` ``{"platform", "user_id": "<digits>" | "@name"}``
+- ``POST /topup`` + ``Idempotency-Key`` header, ``{"platform", "user_id", "stars"}``
+- ``GET /orders/<order_id>``, ``GET /orders?reference=<key>``, ``GET /balance``
+- errors: ``{"error": {"code", "message", ["retry_after"]}}``; ``insufficient_balance``
+  is deliberately sent as HTTP 500, as one real supplier does.
+
+Control endpoints (no auth): ``POST /_sandbox/balance {"balance": "100.00"}``,
+``GET /_sandbox/orders``, ``GET /_sandbox/calls?reference=KEY``,
+``POST /_sandbox/rename {"username", "user_id"}``, ``POST /_sandbox/reset``,
+``POST /_sandbox/fault {"mode": "malformed" | "reset" | "none", "count": 1}`` (the next
+``count`` POST /topup requests are processed and committed normally, then answered with a
+truncated JSON body, or the connection is reset without any answer).
+
+Magic recipients (each works by numeric ID and by username, usernames case-insensitive):
+
+=========  ==================  ==========================================================
+user_id    username            behaviour
+=========  ==================  ==========================================================
+100000001  @sandbox_ok         valid; top-up is ``completed`` at once
+100000002  @sandbox_slow       valid; ``processing``, ``completed`` after --slow-seconds
+100000003  @sandbox_invalid    validate-user -> ``valid: false``; top-up -> 400
+                               ``invalid_recipient``
+100000004  @sandbox_fail       valid; ``processing``, then ``failed`` after --slow-seconds
+                               with failure_reason ``recipient_cannot_receive``; the cost
+                               is refunded to the balance
+100000005  @sandbox_timeout    valid; top-up commits a ``completed`` order, then sleeps
+                               --hang-seconds before answering (a shorter client timeout
+                               fires after the supplier committed)
+100000006  @sandbox_flaky      valid; the first top-up per idempotency key -> HTTP 500
+                               ``internal_error`` with nothing created, later ones succeed
+                               (``completed``); the first GET /orders/<id> of such an
+                               order -> 503 ``unavailable``
+100000007  @sandbox_broke      valid; top-up -> ``insufficient_balance`` (HTTP 500) whatever
+                               the balance, until POST /_sandbox/balance arrives *after* at
+                               least one such failure (the operator topped up the wallet);
+                               from then on it behaves like @sandbox_ok. Reset re-arms it.
+100000008  @sandbox_ratelimit  valid; the first top-up per key -> 429 ``rate_limited`` with
+                               ``Retry-After: 1``; later ones succeed (``completed``)
+100000009  @sandbox_renamed    the first validate-user of ``@sandbox_renamed`` resolves to
+                               100000009; every later one resolves to 100000010 (the name
+                               changed owners). Numeric 100000009 validates as
+                               @sandbox_renamed until that first look-up, afterwards with
+                               ``username: null``; numeric 100000010 validates as
+                               ``@user100000010`` before and ``@sandbox_renamed`` after.
+                               Top-ups resolve the name as it stands and never move it.
+100000011  @sandbox_hold       valid; top-up commits a ``completed`` order, then sleeps
+                               --slow-seconds before answering (within a 10 s client
+                               timeout); for killing a worker mid-call
+=========  ==================  ==========================================================
+
+Any other numeric ID N is valid as ``@userN``; any other well-formed ``@name`` is valid
+with a stable numeric ID derived from the lower-cased name. Their top-ups complete at once.
+``/_sandbox/rename`` overrides all of this for the name and ID it is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import re
+import socket
+import sqlite3
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+USERNAME_RE = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
+USER_ID_RE = re.compile(r"^[0-9]{1,20}$")
+MAX_STARS = 1_000_000
+MAX_IDEMPOTENCY_KEY_LENGTH = 128
+MAX_BODY_BYTES = 1_000_000
+CURRENCY = "USD"
+CENT = Decimal("0.01")
+FAILURE_REASON = "recipient_cannot_receive"
+PLATFORM = "telegram"
+
+OK = "ok"
+SLOW = "slow"
+INVALID = "invalid"
+FAIL = "fail"
+TIMEOUT = "timeout"
+FLAKY = "flaky"
+BROKE = "broke"
+RATELIMIT = "ratelimit"
+RENAMED = "renamed"
+HOLD = "hold"
+GENERIC = "generic"
+
+
+@dataclass(frozen=True)
+class MagicRecipient:
+    """A recipient whose ID or username selects a scripted supplier behaviour."""
+
+    user_id: str
+    username: str
+    behaviour: str
+
+
+MAGIC_RECIPIENTS = (
+    MagicRecipient("100000001", "@sandbox_ok", OK),
+    MagicRecipient("100000002", "@sandbox_slow", SLOW),
+    MagicRecipient("100000003", "@sandbox_invalid", INVALID),
+    MagicRecipient("100000004", "@sandbox_fail", FAIL),
+    MagicRecipient("100000005", "@sandbox_timeout", TIMEOUT),
+    MagicRecipient("100000006", "@sandbox_flaky", FLAKY),
+    MagicRecipient("100000007", "@sandbox_broke", BROKE),
+    MagicRecipient("100000008", "@sandbox_ratelimit", RATELIMIT),
+    MagicRecipient("100000009", "@sandbox_renamed", RENAMED),
+    MagicRecipient("100000011", "@sandbox_hold", HOLD),
+)
+MAGIC_BY_ID = {magic.user_id: magic for magic in MAGIC_RECIPIENTS}
+MAGIC_BY_USERNAME = {magic.username.lower(): magic for magic in MAGIC_RECIPIENTS}
+RENAMED_ORIGINAL_ID = "100000009"
+RENAMED_NEW_OWNER_ID = "100000010"
+RENAMED_USERNAME = "@sandbox_renamed"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    reference TEXT NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    username TEXT,
+    behaviour TEXT NOT NULL,
+    stars INTEGER NOT NULL,
+    cost TEXT NOT NULL,
+    status TEXT NOT NULL,
+    final_status TEXT NOT NULL,
+    complete_at REAL,
+    failure_reason TEXT,
+    created_at TEXT NOT NULL,
+    get_calls INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS calls (reference TEXT PRIMARY KEY, topup_calls INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS key_flags (
+    reference TEXT NOT NULL, flag TEXT NOT NULL, PRIMARY KEY (reference, flag)
+);
+CREATE TABLE IF NOT EXISTS renames (
+    username_lower TEXT PRIMARY KEY, username TEXT NOT NULL, user_id TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class SupplierConfig:
+    """How one sandbox supplier behaves: where it keeps state, its key, timings and prices."""
+
+    db_path: str
+    api_key: str = "sandbox-key"
+    hang_seconds: float = 20.0
+    slow_seconds: float = 3.0
+    balance: Decimal = Decimal("10000")
+    cost_per_star: Decimal = Decimal("0.0165")
+
+
+class ApiError(Exception):
+    """An error answer in the supplier's envelope; raising it inside a change keeps the change."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        """The JSON envelope the supplier sends for this error."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            error["retry_after"] = self.retry_after
+        return {"error": error}
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A resolved Telegram account and the sandbox behaviour attached to its ID."""
+
+    user_id: str
+    username: str | None
+    behaviour: str
+
+
+@dataclass
+class Reply:
+    """What the handler sends back, and how: after a delay, garbled, or not at all."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    fault: str | None = None
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _money(amount: Decimal) -> str:
+    return str(amount.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def _derived_user_id(username: str) -> str:
+    """A stable numeric ID for a non-magic username, so the same name always maps the same."""
+    digest = hashlib.sha256(username.lower().encode()).digest()
+    return str(int.from_bytes(digest[:8], "big") % 10**10 + 10**9)
+
+
+def _behaviour_of(user_id: str) -> str:
+    magic = MAGIC_BY_ID.get(user_id)
+    return magic.behaviour if magic else GENERIC
+
+
+class SandboxState:
+    """The supplier's books, kept in SQLite and changed one locked transaction at a time."""
+
+    def __init__(self, config: SupplierConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        directory = os.path.dirname(os.path.abspath(config.db_path))
+        os.makedirs(directory, exist_ok=True)
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.executescript(SCHEMA)
+            finally:
+                conn.close()
+        with self._transaction() as conn:
+            self._seed_meta(conn, overwrite=False)
+
+    def _connect(self) -> sqlite3.Connection:
+        # One connection per change keeps sqlite3 objects out of other threads entirely.
+        conn = sqlite3.connect(self.config.db_path, timeout=10, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and one connection for a single all-or-nothing change."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except ApiError:
+                    # An ApiError is a deliberate answer: keep the counters and one-shot
+                    # markers recorded before it (flaky, rate limit, broke).
+                    conn.execute("COMMIT")
+                    raise
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+
+    def _seed_meta(self, conn: sqlite3.Connection, *, overwrite: bool) -> None:
+        initial = {
+            "balance": _money(self.config.balance),
+            "order_seq": "0",
+            "broke_state": "armed",
+            "renamed_state": "original",
+            "fault_mode": "",
+            "fault_count": "0",
+        }
+        verb = "INSERT OR REPLACE" if overwrite else "INSERT OR IGNORE"
+        conn.executemany(f"{verb} INTO meta(key, value) VALUES (?, ?)", initial.items())
+
+    @staticmethod
+    def _get(conn: sqlite3.Connection, key: str) -> str:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row["value"])
+
+    @staticmethod
+    def _set(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _settle_due(self, conn: sqlite3.Connection) -> None:
+        """Finish processing orders whose time has come; done on read so it survives restarts."""
+        due = conn.execute(
+            "SELECT order_id, final_status, cost FROM orders "
+            "WHERE status = 'processing' AND complete_at <= ?",
+            (time.time(),),
+        ).fetchall()
+        for row in due:
+            if row["final_status"] == "failed":
+                conn.execute(
+                    "UPDATE orders SET status = 'failed', failure_reason = ? WHERE order_id = ?",
+                    (FAILURE_REASON, row["order_id"]),
+                )
+                balance = Decimal(self._get(conn, "balance")) + Decimal(row["cost"])
+                self._set(conn, "balance", _money(balance))
+            else:
+                conn.execute(
+                    "UPDATE orders SET status = ? WHERE order_id = ?",
+                    (row["final_status"], row["order_id"]),
+                )
+
+    @staticmethod
+    def _order_json(row: sqlite3.Row) -> dict[str, Any]:
+        order: dict[str, Any] = {
+            "order_id": row["order_id"],
+            "status": row["status"],
+            "reference": row["reference"],
+            "user_id": row["user_id"],
+            "username": row["username"],
+            "stars": row["stars"],
+            "cost": row["cost"],
+            "currency": CURRENCY,
+            "created_at": row["created_at"],
+        }
+        if row["status"] == "failed":
+            order["failure_reason"] = row["failure_reason"]
+        return order
+
+    def _resolve(
+        self, conn: sqlite3.Connection, identifier: str, *, advance_rename: bool
+    ) -> Recipient | None:
+        """Who a numeric ID or @username is right now; None when the account is unusable."""
+        moved = self._get(conn, "renamed_state") == "moved"
+        if identifier.startswith("@"):
+            name = identifier.lower()
+            override = conn.execute(
+                "SELECT user_id, username FROM renames WHERE username_lower = ?", (name,)
+            ).fetchone()
+            if override is not None:
+                user_id, username = override["user_id"], override["username"]
+            elif name == RENAMED_USERNAME:
+                if advance_rename and not moved:
+                    self._set(conn, "renamed_state", "moved")
+                user_id = RENAMED_NEW_OWNER_ID if moved else RENAMED_ORIGINAL_ID
+                username = RENAMED_USERNAME
+            elif name in MAGIC_BY_USERNAME:
+                user_id, username = MAGIC_BY_USERNAME[name].user_id, MAGIC_BY_USERNAME[name].username
+            else:
+                user_id, username = _derived_user_id(name), identifier
+        else:
+            override = conn.execute(
+                "SELECT username FROM renames WHERE user_id = ? ORDER BY rowid DESC LIMIT 1",
+                (identifier,),
+            ).fetchone()
+            user_id = identifier
+            if override is not None:
+                username = override["username"]
+            elif identifier == RENAMED_ORIGINAL_ID:
+                username = None if moved else RENAMED_USERNAME
+            elif identifier == RENAMED_NEW_OWNER_ID and moved:
+                username = RENAMED_USERNAME
+            elif identifier in MAGIC_BY_ID:
+                username = MAGIC_BY_ID[identifier].username
+            else:
+                username = f"@user{identifier}"
+        behaviour = _behaviour_of(user_id)
+        if behaviour == INVALID:
+            return None
+        return Recipient(user_id=user_id, username=username, behaviour=behaviour)
+
+    def _first_time(self, conn: sqlite3.Connection, reference: str, flag: str) -> bool:
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO key_flags(reference, flag) VALUES (?, ?)", (reference, flag)
+        )
+        return cursor.rowcount == 1
+
+    def _take_fault(self, conn: sqlite3.Connection) -> str | None:
+        count = int(self._get(conn, "fault_count"))
+        if count <= 0:
+            return None
+        self._set(conn, "fault_count", str(count - 1))
+        return self._get(conn, "fault_mode") or None
+
+    # --- API -------------------------------------------------------------------------
+
+    def validate_user(self, identifier: str) -> dict[str, Any]:
+        """Answer POST /validate-user."""
+        with self._transaction() as conn:
+            recipient = self._resolve(conn, identifier, advance_rename=True)
+        if recipient is None:
+            return {"valid": False, "user_id": None, "username": None, "reason": "not_found"}
+        return {"valid": True, "user_id": recipient.user_id, "username": recipient.username}
+
+    def count_topup_call(self, reference: str) -> None:
+        """Count a POST /topup that arrived with this key, whatever happens to it next."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO calls(reference, topup_calls) VALUES (?, 1) "
+                "ON CONFLICT(reference) DO UPDATE SET topup_calls = topup_calls + 1",
+                (reference,),
+            )
+
+    def place_topup(self, *, reference: str, identifier: str, stars: int) -> Reply:
+        """Answer POST /topup: replay, refuse, or charge the balance and create the order."""
+        fingerprint = json.dumps(
+            {"platform": PLATFORM, "user_id": identifier, "stars": stars}, sort_keys=True
+        )
+        with self._transaction() as conn:
+            self._settle_due(conn)
+            existing = conn.execute(
+                "SELECT * FROM orders WHERE reference = ?", (reference,)
+            ).fetchone()
+            if existing is not None:
+                if existing["fingerprint"] != fingerprint:
+                    raise ApiError(
+                        409,
+                        "idempotency_conflict",
+                        "This Idempotency-Key was already used with a different request body.",
+                    )
+                return Reply(200, self._order_json(existing), fault=self._take_fault(conn))
+
+            recipient = self._resolve(conn, identifier, advance_rename=False)
+            if recipient is None:
+                raise ApiError(400, "invalid_recipient", "This account cannot receive Stars.")
+            behaviour = recipient.behaviour
+            if behaviour == FLAKY and self._first_time(conn, reference, "flaky_topup"):
+                raise ApiError(500, "internal_error", "Upstream hiccup; nothing was created.")
+            if behaviour == RATELIMIT and self._first_time(conn, reference, "rate_limited"):
+                raise ApiError(429, "rate_limited", "Too many requests.", retry_after=1)
+            if behaviour == BROKE and self._get(conn, "broke_state") != "fixed":
+                self._set(conn, "broke_state", "failed")
+                raise ApiError(500, "insufficient_balance", "Supplier wallet balance too low.")
+
+            cost = (self.config.cost_per_star * stars).quantize(CENT, rounding=ROUND_HALF_UP)
+            balance = Decimal(self._get(conn, "balance"))
+            if cost > balance:
+                raise ApiError(500, "insufficient_balance", "Supplier wallet balance too low.")
+            self._set(conn, "balance", _money(balance - cost))
+
+            seq = int(self._get(conn, "order_seq")) + 1
+            self._set(conn, "order_seq", str(seq))
+            if behaviour in (SLOW, FAIL):
+                status, complete_at = "processing", time.time() + self.config.slow_seconds
+            else:
+                status, complete_at = "completed", None
+            conn.execute(
+                "INSERT INTO orders (order_id, seq, reference, fingerprint, user_id, username, "
+                "behaviour, stars, cost, status, final_status, complete_at, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    f"SUP-{seq:06d}",
+                    seq,
+                    reference,
+                    fingerprint,
+                    recipient.user_id,
+                    recipient.username,
+                    behaviour,
+                    stars,
+                    _money(cost),
+                    status,
+                    "failed" if behaviour == FAIL else "completed",
+                    complete_at,
+                    _now_iso(),
+                ),
+            )
+            row = conn.execute("SELECT * FROM orders WHERE seq = ?", (seq,)).fetchone()
+            fault = self._take_fault(conn)
+        delay = {TIMEOUT: self.config.hang_seconds, HOLD: self.config.slow_seconds}.get(
+            behaviour, 0.0
+        )
+        return Reply(201, self._order_json(row), delay=delay, fault=fault)
+
+    def get_order(self, order_id: str) -> dict[str, Any]:
+        """Answer GET /orders/<order_id>."""
+        with self._transaction() as conn:
+            self._settle_due(conn)
+            row = conn.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+            if row is None:
+                raise ApiError(404, "not_found", f"No order {order_id}.")
+            conn.execute(
+                "UPDATE orders SET get_calls = get_calls + 1 WHERE order_id = ?", (order_id,)
+            )
+            if row["behaviour"] == FLAKY and row["get_calls"] == 0:
+                raise ApiError(503, "unavailable", "Temporarily unavailable; try again.")
+            return self._order_json(row)
+
+    def find_by_reference(self, reference: str) -> dict[str, Any]:
+        """Answer GET /orders?reference=<key>."""
+        with self._transaction() as conn:
+            self._settle_due(conn)
+            row = conn.execute("SELECT * FROM orders WHERE reference = ?", (reference,)).fetchone()
+            if row is None:
+                raise ApiError(404, "not_found", "No order with this reference.")
+            return self._order_json(row)
+
+    def balance(self) -> dict[str, Any]:
+        """Answer GET /balance."""
+        with self._transaction() as conn:
+            self._settle_due(conn)
+            return {"balance": self._get(conn, "balance"), "currency": CURRENCY}
+
+    # --- control ---------------------------------------------------------------------
+
+    def set_balance(self, amount: Decimal) -> dict[str, Any]:
+        """Set the wallet balance; after a @sandbox_broke failure this also "fixes" it."""
+        with self._transaction() as conn:
+            self._set(conn, "balance", _money(amount))
+            if self._get(conn, "broke_state") == "failed":
+                self._set(conn, "broke_state", "fixed")
+            return {"balance": self._get(conn, "balance"), "currency": CURRENCY}
+
+    def list_orders(self) -> list[dict[str, Any]]:
+        """Every order with the number of POST /topup calls seen for its key."""
+        with self._transaction() as conn:
+            self._settle_due(conn)
+            rows = conn.execute(
+                "SELECT orders.*, COALESCE(calls.topup_calls, 0) AS topup_calls FROM orders "
+                "LEFT JOIN calls ON calls.reference = orders.reference ORDER BY seq"
+            ).fetchall()
+        return [{**self._order_json(row), "topup_calls": row["topup_calls"]} for row in rows]
+
+    def calls(self, reference: str) -> dict[str, int]:
+        """How many POST /topup requests carried this key, and how many orders it produced."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT topup_calls FROM calls WHERE reference = ?", (reference,)
+            ).fetchone()
+            created = conn.execute(
+                "SELECT COUNT(*) AS n FROM orders WHERE reference = ?", (reference,)
+            ).fetchone()
+        return {"topup_calls": row["topup_calls"] if row else 0, "orders_created": created["n"]}
+
+    def rename(self, username: str, user_id: str) -> dict[str, Any]:
+        """Make @username belong to user_id from now on (and user_id show that name)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO renames(username_lower, username, user_id) VALUES (?, ?, ?)",
+                (username.lower(), username, user_id),
+            )
+        return {"username": username, "user_id": user_id}
+
+    def reset(self) -> None:
+        """Wipe every order, counter and marker and restore the starting balance."""
+        with self._transaction() as conn:
+            for table in ("orders", "calls", "key_flags", "renames"):
+                conn.execute(f"DELETE FROM {table}")
+            self._seed_meta(conn, overwrite=True)
+
+    def set_fault(self, mode: str, count: int) -> dict[str, Any]:
+        """Garble or drop the answers to the next `count` committed top-ups."""
+        with self._transaction() as conn:
+            self._set(conn, "fault_mode", mode)
+            self._set(conn, "fault_count", str(count if mode else 0))
+        return {"mode": mode, "count": count}
+
+
+# --- request parsing -----------------------------------------------------------------
+
+
+def _parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        # parse_float=Decimal so "stars": 5.0 stays distinguishable from 5 and money exact.
+        payload = json.loads(body.decode("utf-8"), parse_float=Decimal)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "invalid_request", "Body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_request", "Body must be a JSON object.")
+    return payload
+
+
+def _require_platform(payload: dict[str, Any]) -> None:
+    if "platform" not in payload:
+        raise ApiError(400, "invalid_request", "Missing field: platform.")
+    if payload["platform"] != PLATFORM:
+        raise ApiError(400, "invalid_request", "Unsupported platform; only 'telegram'.")
+
+
+def _require_user_id(payload: dict[str, Any]) -> str:
+    if "user_id" not in payload:
+        raise ApiError(400, "invalid_request", "Missing field: user_id.")
+    user_id = payload["user_id"]
+    if not isinstance(user_id, str) or not (
+        USER_ID_RE.match(user_id) or USERNAME_RE.match(user_id)
+    ):
+        raise ApiError(
+            400, "invalid_request", "user_id must be 1-20 digits or an @username."
+        )
+    return user_id
+
+
+def _require_stars(payload: dict[str, Any]) -> int:
+    if "stars" not in payload:
+        raise ApiError(400, "invalid_request", "Missing field: stars.")
+    stars = payload["stars"]
+    # bool is an int subclass; true must not mean one star.
+    if isinstance(stars, bool) or not isinstance(stars, int) or not 1 <= stars <= MAX_STARS:
+        raise ApiError(
+            400, "invalid_request", f"stars must be an integer between 1 and {MAX_STARS}."
+        )
+    return stars
+
+
+def _parse_amount(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise ApiError(400, "invalid_request", "balance must be a decimal string.")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ApiError(400, "invalid_request", "balance must be a decimal string.") from None
+    if not amount.is_finite() or amount < 0:
+        raise ApiError(400, "invalid_request", "balance must be a non-negative amount.")
+    return amount
+
+
+ORDER_PATH_RE = re.compile(r"^/orders/([^/]+)$")
+FAULT_MODES = ("malformed", "reset", "none", "")
+
+
+class SupplierRequestHandler(BaseHTTPRequestHandler):
+    """Routes one HTTP request to the sandbox state and writes the supplier's answer."""
+
+    server: SandboxSupplierServer
+    server_version = "SandboxSupplier/1.0"
+    # A client that connects and never sends must not pin a thread forever.
+    timeout = 30
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        sys.stderr.write(f"{self.command} {self.path} {code}\n")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        sys.stderr.write(f"sandbox-supplier: {format % args}\n")
+
+    def _dispatch(self) -> None:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        try:
+            body = self._read_body()
+            if url.path.startswith("/_sandbox/"):
+                reply = self._control(url.path, query, body)
+            else:
+                self._check_auth()
+                reply = self._api(url.path, query, body)
+        except ApiError as error:
+            headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
+            reply = Reply(error.status, error.body(), headers=headers)
+        if reply.delay:
+            # Sleep outside the state lock so other requests go on; wake early on shutdown.
+            if self.server.stopping.wait(reply.delay):
+                self._drop_connection("DROPPED (server stopping)")
+                return
+        if reply.fault == "reset":
+            self._drop_connection("RESET (fault)")
+            return
+        if reply.fault == "malformed":
+            self._send(reply.status, b'{"order_id": "SUP-', reply.headers)
+            return
+        self._send(reply.status, json.dumps(reply.body).encode(), reply.headers)
+
+    def _read_body(self) -> bytes:
+        length_header = self.headers.get("Content-Length") or "0"
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise ApiError(400, "invalid_request", "Bad Content-Length.") from None
+        if length < 0 or length > MAX_BODY_BYTES:
+            raise ApiError(400, "invalid_request", "Body too large.")
+        return self.rfile.read(length) if length else b""
+
+    def _check_auth(self) -> None:
+        expected = f"Bearer {self.server.config.api_key}".encode()
+        given = (self.headers.get("Authorization") or "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise ApiError(401, "unauthorized", "Missing or invalid API key.")
+
+    def _method_not_allowed(self) -> ApiError:
+        return ApiError(405, "invalid_request", f"{self.command} is not allowed here.")
+
+    def _api(self, path: str, query: dict[str, list[str]], body: bytes) -> Reply:
+        state = self.server.state
+        if path == "/validate-user":
+            if self.command != "POST":
+                raise self._method_not_allowed()
+            payload = _parse_json_object(body)
+            _require_platform(payload)
+            return Reply(200, state.validate_user(_require_user_id(payload)))
+        if path == "/topup":
+            if self.command != "POST":
+                raise self._method_not_allowed()
+            reference = self.headers.get("Idempotency-Key")
+            if not reference or len(reference) > MAX_IDEMPOTENCY_KEY_LENGTH:
+                raise ApiError(
+                    400, "invalid_request", "Idempotency-Key header of 1-128 characters required."
+                )
+            state.count_topup_call(reference)
+            payload = _parse_json_object(body)
+            _require_platform(payload)
+            identifier = _require_user_id(payload)
+            stars = _require_stars(payload)
+            return state.place_topup(reference=reference, identifier=identifier, stars=stars)
+        if path == "/orders":
+            if self.command != "GET":
+                raise self._method_not_allowed()
+            references = query.get("reference")
+            if not references or not references[0]:
+                raise ApiError(400, "invalid_request", "Query parameter reference is required.")
+            return Reply(200, state.find_by_reference(references[0]))
+        match = ORDER_PATH_RE.match(path)
+        if match:
+            if self.command != "GET":
+                raise self._method_not_allowed()
+            return Reply(200, state.get_order(match.group(1)))
+        if path == "/balance":
+            if self.command != "GET":
+                raise self._method_not_allowed()
+            return Reply(200, state.balance())
+        raise ApiError(404, "not_found", f"No endpoint {path}.")
+
+    def _control(self, path: str, query: dict[str, list[str]], body: bytes) -> Reply:
+        state = self.server.state
+        routes = {
+            "/_sandbox/balance": "POST",
+            "/_sandbox/orders": "GET",
+            "/_sandbox/calls": "GET",
+            "/_sandbox/rename": "POST",
+            "/_sandbox/reset": "POST",
+            "/_sandbox/fault": "POST",
+        }
+        if path not in routes:
+            raise ApiError(404, "not_found", f"No control endpoint {path}.")
+        if self.command != routes[path]:
+            raise self._method_not_allowed()
+        if path == "/_sandbox/balance":
+            payload = _parse_json_object(body)
+            return Reply(200, state.set_balance(_parse_amount(payload.get("balance"))))
+        if path == "/_sandbox/orders":
+            return Reply(200, state.list_orders())
+        if path == "/_sandbox/calls":
+            references = query.get("reference")
+            if not references:
+                raise ApiError(400, "invalid_request", "Query parameter reference is required.")
+            return Reply(200, state.calls(references[0]))
+        if path == "/_sandbox/rename":
+            payload = _parse_json_object(body)
+            username, user_id = payload.get("username"), payload.get("user_id")
+            if not isinstance(username, str) or not USERNAME_RE.match(username):
+                raise ApiError(400, "invalid_request", "username must be an @username.")
+            if not isinstance(user_id, str) or not USER_ID_RE.match(user_id):
+                raise ApiError(400, "invalid_request", "user_id must be 1-20 digits.")
+            return Reply(200, state.rename(username, user_id))
+        if path == "/_sandbox/reset":
+            state.reset()
+            return Reply(200, {"reset": True})
+        payload = _parse_json_object(body)
+        mode = payload.get("mode", "")
+        count = payload.get("count", 1)
+        if mode not in FAULT_MODES or isinstance(count, bool) or not isinstance(count, int):
+            raise ApiError(400, "invalid_request", "mode must be malformed, reset or none.")
+        return Reply(200, state.set_fault("" if mode == "none" else mode, count))
+
+    def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (its timeout fired); the order is committed all the same.
+            self.log_message("%s %s client went away before the answer", self.command, self.path)
+
+    def _drop_connection(self, why: str) -> None:
+        """Close without answering; SO_LINGER 0 makes the close a TCP reset."""
+        sys.stderr.write(f"{self.command} {self.path} {why}\n")
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+        except OSError:
+            pass
+
+
+class SandboxSupplierServer(ThreadingHTTPServer):
+    """A threaded HTTP server carrying the sandbox state and a stop signal for sleepers."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], config: SupplierConfig) -> None:
+        self.config = config
+        self.state = SandboxState(config)
+        self.stopping = threading.Event()
+        super().__init__(address, SupplierRequestHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+class RunningSupplier:
+    """A sandbox supplier serving from a background thread."""
+
+    def __init__(self, server: SandboxSupplierServer, thread: threading.Thread) -> None:
+        self.server = server
+        self.thread = thread
+        self.url = server.url
+        self.config = server.config
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Stop serving, wake sleeping handlers and release the port; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.server.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> RunningSupplier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def start_sandbox_supplier(
+    config: SupplierConfig, *, host: str = "127.0.0.1", port: int = 0
+) -> RunningSupplier:
+    """Start a sandbox supplier in a daemon thread; port 0 picks a free port."""
+    server = SandboxSupplierServer((host, port), config)
+    # A short poll interval keeps stop() quick, which matters with one server per test.
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name=f"sandbox-supplier-{server.server_address[1]}",
+        daemon=True,
+    )
+    thread.start()
+    return RunningSupplier(server, thread)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the sandbox supplier until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m fakes.supplier", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--db", default="var/sandbox_supplier.sqlite3")
+    parser.add_argument("--api-key", default="sandbox-key")
+    parser.add_argument("--hang-seconds", type=float, default=20.0)
+    parser.add_argument("--slow-seconds", type=float, default=3.0)
+    parser.add_argument("--balance", type=Decimal, default=Decimal("10000"))
+    parser.add_argument("--cost-per-star", type=Decimal, default=Decimal("0.0165"))
+    args = parser.parse_args(argv)
+    config = SupplierConfig(
+        db_path=args.db,
+        api_key=args.api_key,
+        hang_seconds=args.hang_seconds,
+        slow_seconds=args.slow_seconds,
+        balance=args.balance,
+        cost_per_star=args.cost_per_star,
+    )
+    server = SandboxSupplierServer((args.host, args.port), config)
+    sys.stderr.write(f"sandbox supplier listening on {server.url} (db {args.db})\n")
+    sys.stderr.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stopping.set()
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

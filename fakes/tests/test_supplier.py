@@ -1,0 +1,561 @@
+"""The sandbox supplier's wire behaviour, checked over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from fakes.fixtures import SandboxSupplier
+from fakes.supplier import MAGIC_RECIPIENTS, SupplierConfig, start_sandbox_supplier
+
+TIMEOUT = 5.0
+
+
+@pytest.fixture
+def sandbox_supplier_options() -> dict[str, Any]:
+    """Short timings keep the suite fast; hang_seconds is still far above the test timeouts."""
+    return {
+        "api_key": "sandbox-key",
+        "hang_seconds": 2.0,
+        "slow_seconds": 0.5,
+        "balance": Decimal("10000"),
+        "cost_per_star": Decimal("0.0165"),
+    }
+
+
+class Api:
+    """A thin authenticated caller for the sandbox's supplier API."""
+
+    def __init__(self, sandbox: SandboxSupplier) -> None:
+        self.url = sandbox.url
+        self.headers = {"Authorization": f"Bearer {sandbox.api_key}"}
+
+    def post(self, path: str, body: Any = None, *, key: str | None = None,
+             timeout: float = TIMEOUT, **kwargs: Any) -> requests.Response:
+        headers = dict(self.headers)
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return requests.post(f"{self.url}{path}", json=body, headers=headers,
+                             timeout=timeout, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(f"{self.url}{path}", headers=self.headers, timeout=TIMEOUT, **kwargs)
+
+    def validate(self, user_id: str) -> dict[str, Any]:
+        response = self.post("/validate-user", {"platform": "telegram", "user_id": user_id})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def topup(self, user_id: str, stars: int = 500, *, key: str | None = None,
+              timeout: float = TIMEOUT) -> requests.Response:
+        return self.post("/topup", {"platform": "telegram", "user_id": user_id, "stars": stars},
+                         key=key or uuid.uuid4().hex, timeout=timeout)
+
+    def balance(self) -> Decimal:
+        return Decimal(self.get("/balance").json()["balance"])
+
+
+@pytest.fixture
+def api(sandbox_supplier: SandboxSupplier) -> Api:
+    return Api(sandbox_supplier)
+
+
+def error_code(response: requests.Response) -> str:
+    code: str = response.json()["error"]["code"]
+    return code
+
+
+# --- auth and request validation ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("path,method", [
+    ("/validate-user", "POST"), ("/topup", "POST"), ("/orders/SUP-000001", "GET"),
+    ("/orders?reference=x", "GET"), ("/balance", "GET"),
+])
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-key", "sandbox-key"])
+def test_every_api_endpoint_needs_the_bearer_key(
+    sandbox_supplier: SandboxSupplier, path: str, method: str, authorization: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = requests.request(method, f"{sandbox_supplier.url}{path}", headers=headers,
+                                json={}, timeout=TIMEOUT)
+    assert response.status_code == 401
+    assert response.json() == {"error": {"code": "unauthorized",
+                                         "message": "Missing or invalid API key."}}
+
+
+def test_control_endpoints_need_no_key(sandbox_supplier: SandboxSupplier) -> None:
+    assert requests.get(f"{sandbox_supplier.url}/_sandbox/orders", timeout=TIMEOUT).json() == []
+
+
+@pytest.mark.parametrize("body", [
+    {"platform": "telegram", "user_id": "5", "stars": 0},
+    {"platform": "telegram", "user_id": "5", "stars": 1_000_001},
+    {"platform": "telegram", "user_id": "5", "stars": "500"},
+    {"platform": "telegram", "user_id": "5", "stars": 500.0},
+    {"platform": "telegram", "user_id": "5", "stars": True},
+    {"platform": "telegram", "user_id": "5"},
+    {"platform": "whatsapp", "user_id": "5", "stars": 5},
+    {"user_id": "5", "stars": 5},
+    {"platform": "telegram", "user_id": "12ab", "stars": 5},
+    {"platform": "telegram", "user_id": "1" * 21, "stars": 5},
+    {"platform": "telegram", "user_id": "@abc", "stars": 5},
+    {"platform": "telegram", "user_id": "@1abcd", "stars": 5},
+    {"platform": "telegram", "user_id": "name_without_at", "stars": 5},
+    {"platform": "telegram", "user_id": 123456789, "stars": 5},
+    {"platform": "telegram", "stars": 5},
+    ["not", "an", "object"],
+])
+def test_topup_rejects_invalid_requests(
+    api: Api, sandbox_supplier: SandboxSupplier, body: Any
+) -> None:
+    response = api.post("/topup", body, key="bad-request")
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
+    assert sandbox_supplier.calls("bad-request") == {"topup_calls": 1, "orders_created": 0}
+    assert api.balance() == Decimal("10000.00")
+
+
+def test_topup_rejects_bad_json(api: Api) -> None:
+    response = requests.post(f"{api.url}/topup", data=b"{not json", timeout=TIMEOUT,
+                             headers={**api.headers, "Idempotency-Key": "k"})
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
+
+
+@pytest.mark.parametrize("key", [None, "", "k" * 129])
+def test_topup_needs_an_idempotency_key_of_1_to_128_chars(api: Api, key: str | None) -> None:
+    headers = dict(api.headers)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    response = requests.post(f"{api.url}/topup", headers=headers, timeout=TIMEOUT,
+                             json={"platform": "telegram", "user_id": "5", "stars": 5})
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
+
+
+def test_a_128_char_key_is_accepted(api: Api) -> None:
+    assert api.topup("100000001", key="k" * 128).status_code == 201
+
+
+def test_validate_user_rejects_malformed_ids_and_platforms(api: Api) -> None:
+    for body in ({"platform": "telegram", "user_id": "@no"},
+                 {"platform": "telegram", "user_id": "-5"},
+                 {"platform": "x", "user_id": "5"},
+                 {"platform": "telegram"}):
+        response = api.post("/validate-user", body)
+        assert response.status_code == 400, body
+        assert error_code(response) == "invalid_request"
+
+
+def test_unknown_paths_and_methods(api: Api) -> None:
+    assert api.get("/nope").status_code == 404
+    assert error_code(api.get("/nope")) == "not_found"
+    assert api.get("/topup").status_code == 405
+
+
+# --- validate-user -----------------------------------------------------------------------
+
+
+def test_a_plain_numeric_id_is_valid_as_user_n(api: Api) -> None:
+    assert api.validate("123456789") == {"valid": True, "user_id": "123456789",
+                                         "username": "@user123456789"}
+
+
+def test_a_plain_username_gets_a_stable_id_whatever_its_case(api: Api) -> None:
+    first = api.validate("@Some_Buyer")
+    assert first["valid"] is True
+    assert first["user_id"].isdigit() and len(first["user_id"]) == 10
+    assert api.validate("@some_buyer")["user_id"] == first["user_id"]
+    assert api.validate("@other_buyer")["user_id"] != first["user_id"]
+
+
+@pytest.mark.parametrize("magic", [m for m in MAGIC_RECIPIENTS
+                                   if m.behaviour not in ("invalid", "renamed")],
+                         ids=lambda m: m.username)
+def test_magic_recipients_validate_by_id_and_username(api: Api, magic: Any) -> None:
+    expected = {"valid": True, "user_id": magic.user_id, "username": magic.username}
+    assert api.validate(magic.user_id) == expected
+    assert api.validate(magic.username) == expected
+    assert api.validate(magic.username.upper()) == expected
+
+
+@pytest.mark.parametrize("recipient", ["100000003", "@sandbox_invalid", "@SANDBOX_INVALID"])
+def test_invalid_recipient_is_not_valid(api: Api, recipient: str) -> None:
+    assert api.validate(recipient) == {"valid": False, "user_id": None, "username": None,
+                                       "reason": "not_found"}
+
+
+def test_renamed_username_moves_to_another_account_after_first_lookup(api: Api) -> None:
+    assert api.validate("100000009")["username"] == "@sandbox_renamed"
+    assert api.validate("100000010")["username"] == "@user100000010"
+    assert api.validate("@sandbox_renamed")["user_id"] == "100000009"
+    # From now on the name belongs to someone else.
+    assert api.validate("@sandbox_renamed")["user_id"] == "100000010"
+    assert api.validate("@Sandbox_Renamed")["user_id"] == "100000010"
+    assert api.validate("100000009") == {"valid": True, "user_id": "100000009",
+                                         "username": None}
+    assert api.validate("100000010")["username"] == "@sandbox_renamed"
+    topup = api.topup("@sandbox_renamed")
+    assert topup.json()["user_id"] == "100000010"
+
+
+def test_topup_does_not_move_the_renamed_username(api: Api) -> None:
+    assert api.topup("@sandbox_renamed").json()["user_id"] == "100000009"
+    assert api.validate("@sandbox_renamed")["user_id"] == "100000009"
+
+
+def test_control_rename_reassigns_a_username(api: Api, sandbox_supplier: SandboxSupplier) -> None:
+    sandbox_supplier.rename("@sandbox_ok", "555")
+    assert api.validate("@sandbox_ok") == {"valid": True, "user_id": "555",
+                                           "username": "@sandbox_ok"}
+    assert api.validate("555")["username"] == "@sandbox_ok"
+    assert api.topup("@SANDBOX_OK").json()["user_id"] == "555"
+
+
+# --- topup, orders and balance -----------------------------------------------------------
+
+
+def test_topup_charges_the_balance_and_returns_the_order(api: Api) -> None:
+    response = api.topup("100000001", 500, key="order-1")
+    assert response.status_code == 201
+    order = response.json()
+    assert order == {
+        "order_id": "SUP-000001", "status": "completed", "reference": "order-1",
+        "user_id": "100000001", "username": "@sandbox_ok", "stars": 500, "cost": "8.25",
+        "currency": "USD", "created_at": order["created_at"],
+    }
+    assert order["created_at"].endswith("Z")
+    assert api.get("/balance").json() == {"balance": "9991.75", "currency": "USD"}
+    assert api.get("/orders/SUP-000001").json() == order
+    assert api.get("/orders", params={"reference": "order-1"}).json() == order
+    assert api.topup("@sandbox_ok", 50).json()["order_id"] == "SUP-000002"
+
+
+def test_cost_is_rounded_half_up_to_cents(api: Api) -> None:
+    assert api.topup("100000001", 1).json()["cost"] == "0.02"  # 0.0165
+    assert api.topup("100000001", 3).json()["cost"] == "0.05"  # 0.0495
+
+
+def test_a_plain_recipient_completes_at_once(api: Api) -> None:
+    order = api.topup("@some_buyer").json()
+    assert order["status"] == "completed"
+    assert order["username"] == "@some_buyer"
+
+
+def test_replaying_a_key_returns_the_original_order_without_charging_again(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    first = api.topup("100000001", 500, key="same")
+    second = api.topup("100000001", 500, key="same")
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert second.json() == first.json()
+    assert api.balance() == Decimal("9991.75")
+    assert sandbox_supplier.calls("same") == {"topup_calls": 2, "orders_created": 1}
+
+
+@pytest.mark.parametrize("body", [
+    {"platform": "telegram", "user_id": "100000001", "stars": 501},
+    {"platform": "telegram", "user_id": "@sandbox_ok", "stars": 500},
+])
+def test_reusing_a_key_with_another_body_is_a_conflict(api: Api, body: dict[str, Any]) -> None:
+    api.topup("100000001", 500, key="same")
+    response = api.post("/topup", body, key="same")
+    assert response.status_code == 409
+    assert error_code(response) == "idempotency_conflict"
+    assert api.balance() == Decimal("9991.75")
+
+
+def test_concurrent_replays_create_one_order(api: Api, sandbox_supplier: SandboxSupplier) -> None:
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        api.topup("100000001", 100, key="race").status_code)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [200] * 7 + [201]
+    assert sandbox_supplier.calls("race") == {"topup_calls": 8, "orders_created": 1}
+
+
+def test_insufficient_balance_is_http_500_and_creates_nothing(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    sandbox_supplier.set_balance("8.24")
+    response = api.topup("100000001", 500, key="poor")
+    assert response.status_code == 500
+    assert error_code(response) == "insufficient_balance"
+    assert sandbox_supplier.calls("poor") == {"topup_calls": 1, "orders_created": 0}
+    assert api.balance() == Decimal("8.24")
+    sandbox_supplier.set_balance("8.25")
+    assert api.topup("100000001", 500, key="poor").status_code == 201
+    assert api.balance() == Decimal("0.00")
+
+
+def test_unknown_orders_are_not_found(api: Api) -> None:
+    for response in (api.get("/orders/SUP-999999"), api.get("/orders?reference=nothing")):
+        assert response.status_code == 404
+        assert error_code(response) == "not_found"
+    assert api.get("/orders").status_code == 400
+
+
+# --- magic behaviours --------------------------------------------------------------------
+
+
+def test_invalid_recipient_topup_is_refused(api: Api, sandbox_supplier: SandboxSupplier) -> None:
+    for recipient in ("100000003", "@sandbox_invalid"):
+        response = api.topup(recipient, key=f"inv-{recipient}")
+        assert response.status_code == 400
+        assert error_code(response) == "invalid_recipient"
+    assert sandbox_supplier.orders() == []
+
+
+def test_slow_recipient_completes_later(api: Api) -> None:
+    order = api.topup("@sandbox_slow", key="slow").json()
+    assert order["status"] == "processing"
+    assert api.get(f"/orders/{order['order_id']}").json()["status"] == "processing"
+    time.sleep(0.6)
+    assert api.get(f"/orders/{order['order_id']}").json()["status"] == "completed"
+    assert api.balance() == Decimal("9991.75")
+
+
+def test_fail_recipient_fails_later_and_refunds(api: Api) -> None:
+    order = api.topup("100000004", key="fail").json()
+    assert order["status"] == "processing"
+    assert "failure_reason" not in order
+    assert api.balance() == Decimal("9991.75")
+    time.sleep(0.6)
+    failed = api.get("/orders", params={"reference": "fail"}).json()
+    assert failed["status"] == "failed"
+    assert failed["failure_reason"] == "recipient_cannot_receive"
+    assert api.balance() == Decimal("10000.00")
+    # Reading it again must not refund twice.
+    api.get(f"/orders/{order['order_id']}")
+    assert api.balance() == Decimal("10000.00")
+
+
+def test_timeout_recipient_commits_before_answering(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    with pytest.raises(requests.ReadTimeout):
+        api.topup("@sandbox_timeout", key="hang", timeout=0.5)
+    found = api.get("/orders", params={"reference": "hang"}).json()
+    assert found["status"] == "completed"
+    assert sandbox_supplier.calls("hang") == {"topup_calls": 1, "orders_created": 1}
+    # A replay answers at once with the committed order.
+    started = time.monotonic()
+    replay = api.topup("@sandbox_timeout", key="hang")
+    assert time.monotonic() - started < 0.5
+    assert replay.status_code == 200
+    assert replay.json()["order_id"] == found["order_id"]
+
+
+def test_a_hanging_request_does_not_block_others(api: Api) -> None:
+    outcomes: list[str] = []
+
+    def hang() -> None:
+        try:
+            api.topup("100000005", key="hang-bg", timeout=1.0)
+            outcomes.append("answered")
+        except requests.ReadTimeout:
+            outcomes.append("timed out")
+
+    thread = threading.Thread(target=hang)
+    thread.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert api.topup("100000001").status_code == 201
+    assert api.get("/balance").status_code == 200
+    assert time.monotonic() - started < 0.5
+    thread.join()
+    assert outcomes == ["timed out"]
+
+
+def test_timeout_recipient_answers_after_hang_seconds(api: Api) -> None:
+    started = time.monotonic()
+    response = api.topup("100000005", timeout=5)
+    assert response.status_code == 201
+    assert time.monotonic() - started >= 2.0
+
+
+def test_hold_recipient_answers_after_slow_seconds(api: Api) -> None:
+    started = time.monotonic()
+    response = api.topup("@sandbox_hold", timeout=5)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 201
+    assert response.json()["status"] == "completed"
+    assert 0.5 <= elapsed < 2.0
+
+
+def test_flaky_recipient_fails_first_without_creating_anything(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    first = api.topup("@sandbox_flaky", key="flaky")
+    assert first.status_code == 500
+    assert error_code(first) == "internal_error"
+    assert sandbox_supplier.calls("flaky") == {"topup_calls": 1, "orders_created": 0}
+    assert api.balance() == Decimal("10000.00")
+    second = api.topup("@sandbox_flaky", key="flaky")
+    assert second.status_code == 201
+    assert second.json()["status"] == "completed"
+    order_id = second.json()["order_id"]
+    unavailable = api.get(f"/orders/{order_id}")
+    assert unavailable.status_code == 503
+    assert error_code(unavailable) == "unavailable"
+    assert api.get(f"/orders/{order_id}").status_code == 200
+    # Per key: a new key is flaky again.
+    assert api.topup("100000006", key="flaky-2").status_code == 500
+
+
+def test_broke_recipient_needs_a_balance_top_up_after_failing(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    sandbox_supplier.set_balance("100000")  # before any failure: does not fix it
+    for _ in range(2):
+        response = api.topup("@sandbox_broke", key="broke")
+        assert response.status_code == 500
+        assert error_code(response) == "insufficient_balance"
+    assert sandbox_supplier.calls("broke") == {"topup_calls": 2, "orders_created": 0}
+    sandbox_supplier.set_balance("50")
+    fixed = api.topup("100000007", key="broke")
+    assert fixed.status_code == 201
+    assert fixed.json()["status"] == "completed"
+    assert api.balance() == Decimal("41.75")
+    sandbox_supplier.reset()
+    assert api.topup("100000007").status_code == 500
+
+
+def test_ratelimit_recipient_is_limited_once_per_key(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    first = api.topup("@sandbox_ratelimit", key="rl")
+    assert first.status_code == 429
+    assert first.headers["Retry-After"] == "1"
+    assert first.json()["error"]["code"] == "rate_limited"
+    assert first.json()["error"]["retry_after"] == 1
+    assert sandbox_supplier.calls("rl") == {"topup_calls": 1, "orders_created": 0}
+    second = api.topup("@sandbox_ratelimit", key="rl")
+    assert second.status_code == 201
+    assert second.json()["status"] == "completed"
+
+
+# --- faults, control and persistence -----------------------------------------------------
+
+
+def test_malformed_fault_commits_then_garbles_the_answer(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    sandbox_supplier.fault("malformed")
+    response = api.topup("100000001", key="garbled")
+    assert response.status_code == 201
+    with pytest.raises(ValueError):
+        response.json()
+    assert sandbox_supplier.calls("garbled") == {"topup_calls": 1, "orders_created": 1}
+    assert api.topup("100000001", key="garbled").json()["order_id"] == "SUP-000001"
+
+
+def test_reset_fault_commits_then_drops_the_connection(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    sandbox_supplier.fault("reset", count=1)
+    with pytest.raises(requests.ConnectionError):
+        api.topup("100000001", key="dropped")
+    assert sandbox_supplier.calls("dropped") == {"topup_calls": 1, "orders_created": 1}
+    assert api.topup("100000001", key="dropped").status_code == 200
+
+
+def test_control_orders_lists_topup_calls(api: Api, sandbox_supplier: SandboxSupplier) -> None:
+    api.topup("100000001", key="a")
+    api.topup("100000001", key="a")
+    api.topup("100000002", key="b")
+    orders = sandbox_supplier.orders()
+    assert [(o["reference"], o["topup_calls"], o["status"]) for o in orders] == [
+        ("a", 2, "completed"), ("b", 1, "processing")]
+    assert sandbox_supplier.topup_calls("a") == 2
+    assert sandbox_supplier.topup_calls("never") == 0
+
+
+def test_control_reset_wipes_state(api: Api, sandbox_supplier: SandboxSupplier) -> None:
+    api.topup("100000001", key="a")
+    api.validate("@sandbox_renamed")
+    sandbox_supplier.rename("@someone", "77")
+    sandbox_supplier.reset()
+    assert sandbox_supplier.orders() == []
+    assert sandbox_supplier.calls("a") == {"topup_calls": 0, "orders_created": 0}
+    assert api.balance() == Decimal("10000.00")
+    assert api.validate("@sandbox_renamed")["user_id"] == "100000009"
+    assert api.validate("@someone")["user_id"] != "77"
+    assert api.topup("100000001", key="a").json()["order_id"] == "SUP-000001"
+
+
+def test_control_rejects_bad_input(sandbox_supplier: SandboxSupplier) -> None:
+    url = sandbox_supplier.url
+    assert requests.post(f"{url}/_sandbox/balance", json={"balance": "x"},
+                         timeout=TIMEOUT).status_code == 400
+    assert requests.post(f"{url}/_sandbox/rename", json={"username": "bad", "user_id": "1"},
+                         timeout=TIMEOUT).status_code == 400
+    assert requests.post(f"{url}/_sandbox/fault", json={"mode": "explode"},
+                         timeout=TIMEOUT).status_code == 400
+
+
+def test_state_survives_a_restart(tmp_path: Path) -> None:
+    config = SupplierConfig(db_path=str(tmp_path / "s.sqlite3"), slow_seconds=0.5)
+    headers = {"Authorization": "Bearer sandbox-key", "Idempotency-Key": "persist"}
+    body = {"platform": "telegram", "user_id": "@sandbox_slow", "stars": 500}
+    with start_sandbox_supplier(config) as first:
+        placed = requests.post(f"{first.url}/topup", json=body, headers=headers, timeout=TIMEOUT)
+        assert placed.json()["status"] == "processing"
+    time.sleep(0.6)
+    with start_sandbox_supplier(config) as second:
+        replay = requests.post(f"{second.url}/topup", json=body, headers=headers,
+                               timeout=TIMEOUT)
+        assert replay.status_code == 200
+        assert replay.json()["order_id"] == placed.json()["order_id"]
+        assert replay.json()["status"] == "completed"
+        balance = requests.get(f"{second.url}/balance", headers=headers, timeout=TIMEOUT)
+        assert balance.json()["balance"] == "9991.75"
+
+
+def test_restarted_supplier_settles_a_failure_it_missed(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    api.topup("@sandbox_fail", key="f")
+    sandbox_supplier.restart()
+    time.sleep(0.6)
+    assert api.get("/orders?reference=f").json()["status"] == "failed"
+    assert api.balance() == Decimal("10000.00")
+
+
+def test_each_request_logs_one_line(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    api.get("/balance")
+    api.get("/orders/SUP-1")
+    err = capsys.readouterr().err
+    assert "GET /balance 200\n" in err
+    assert "GET /orders/SUP-1 404\n" in err
+
+
+def test_runs_as_a_module(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fakes.supplier", "--host", "127.0.0.1", "--port", "0",
+         "--db", str(tmp_path / "cli.sqlite3"), "--api-key", "cli-key", "--balance", "42"],
+        stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        url = banner.split(" listening on ")[1].split()[0]
+        response = requests.get(f"{url}/balance", headers={"Authorization": "Bearer cli-key"},
+                                timeout=TIMEOUT)
+        assert response.json() == {"balance": "42.00", "currency": "USD"}
+    finally:
+        process.terminate()
+        process.wait(timeout=TIMEOUT)

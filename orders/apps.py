@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class OrdersConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "orders"
+
+    def ready(self) -> None:
+        from orders.schedules import schedules_ensure
+
+        post_migrate.connect(schedules_ensure, sender=self)

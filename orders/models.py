@@ -1,0 +1,176 @@
+"""Orders, their audit trail, payments and every call that places a top-up."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class OrderStatus(models.TextChoices):
+    AWAITING_PAYMENT = "awaiting_payment", "Awaiting payment"
+    PAID = "paid", "Paid"
+    SUBMITTING = "submitting", "Submitting to supplier"
+    PROCESSING = "processing", "Processing at supplier"
+    UNKNOWN = "unknown", "Outcome unknown"
+    DELIVERED = "delivered", "Delivered"
+    ON_HOLD = "on_hold", "On hold"
+    REVIEW = "review", "Needs review"
+    FAILED = "failed", "Failed"
+    REFUND_PENDING = "refund_pending", "Refund pending"
+    REFUNDED = "refunded", "Refunded"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Channel(models.TextChoices):
+    WEB = "web", "Storefront"
+    BOT = "bot", "Telegram bot"
+    API = "api", "Reseller API"
+
+
+class Order(models.Model):
+    """One purchase of a quantity of a product for one recipient."""
+
+    reference = models.CharField(max_length=20, unique=True, null=True, editable=False)
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    status = models.CharField(
+        max_length=20, choices=OrderStatus.choices, default=OrderStatus.AWAITING_PAYMENT
+    )
+    status_reason = models.CharField(max_length=255, blank=True)
+
+    product = models.ForeignKey("shop.Product", on_delete=models.PROTECT, related_name="orders")
+    package = models.ForeignKey(
+        "shop.Package", on_delete=models.PROTECT, null=True, blank=True, related_name="orders"
+    )
+    product_name = models.CharField(max_length=100)
+    package_name = models.CharField(max_length=60, blank=True)
+    platform = models.CharField(max_length=40)
+    stars = models.PositiveIntegerField()
+
+    recipient_input = models.CharField(max_length=64, help_text="What the buyer typed.")
+    recipient_user_id = models.CharField(max_length=20, db_index=True)
+    recipient_username = models.CharField(max_length=40, blank=True, db_index=True)
+
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    supplier_code = models.CharField(max_length=50)
+    cost = models.DecimalField(max_digits=12, decimal_places=2)
+    cost_currency = models.CharField(max_length=3)
+    payment_method = models.CharField(max_length=30)
+    payment_fee = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+
+    buyer_telegram_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    buyer_session_key = models.CharField(max_length=64, blank=True, db_index=True)
+
+    idempotency_key = models.CharField(max_length=64, unique=True, editable=False)
+    supplier_order_id = models.CharField(max_length=100, blank=True, db_index=True)
+    supplier_status = models.CharField(max_length=30, blank=True)
+    fulfilment_attempts = models.PositiveIntegerField(default=0)
+    # The pending job: when a worker or the sweeper must next look at this order.
+    next_action_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    status_changed_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    paid_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "next_action_at"], name="order_status_next_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(stars__gt=0), name="order_stars_positive"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="order_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference or f"order #{self.pk}"
+
+    @property
+    def recipient_display(self) -> str:
+        return self.recipient_username or self.recipient_user_id
+
+    @property
+    def margin(self):
+        return self.price - self.cost - self.payment_fee
+
+
+class OrderEvent(models.Model):
+    """One status change of an order: who moved it, from what, to what, and why."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20)
+    actor = models.CharField(max_length=100)
+    reason = models.CharField(max_length=255, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.order}: {self.from_status or '∅'} → {self.to_status}"
+
+
+class Payment(models.Model):
+    """A confirmed payment for an order; one row per provider reference."""
+
+    class Status(models.TextChoices):
+        CONFIRMED = "confirmed", "Confirmed"
+        REFUNDED = "refunded", "Refunded"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payments")
+    provider = models.CharField(max_length=30)
+    provider_reference = models.CharField(max_length=200)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CONFIRMED)
+    raw = models.JSONField(default=dict, blank=True)
+    refund_reference = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_reference"], name="payment_unique_provider_ref"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.provider_reference}"
+
+
+class SupplierAttempt(models.Model):
+    """One call that places (or may have placed) a top-up at the supplier."""
+
+    class Outcome(models.TextChoices):
+        SENDING = "sending", "Sending"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected (not placed)"
+        UNKNOWN = "unknown", "Outcome unknown"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="supplier_attempts")
+    number = models.PositiveIntegerField()
+    supplier_code = models.CharField(max_length=50)
+    idempotency_key = models.CharField(max_length=64)
+    request = models.JSONField(default=dict)
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
+    supplier_order_id = models.CharField(max_length=100, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.SENDING)
+    error_code = models.CharField(max_length=50, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["order", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "number"], name="attempt_unique_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order} attempt {self.number}: {self.outcome}"

@@ -1,0 +1,33 @@
+"""Payment providers by method code; settings.PAYMENT_METHODS says which are on where."""
+
+from decimal import Decimal
+
+from django.conf import settings
+
+from orders.exceptions import PaymentMethodUnavailable
+from orders.payments.base import PaymentProvider
+from orders.payments.sandbox import SandboxPaymentProvider
+
+_PROVIDERS: dict[str, type] = {"sandbox": SandboxPaymentProvider}
+
+
+def payment_provider_get(code: str) -> PaymentProvider:
+    """The provider for a method code, whether or not it is enabled (refunds need it)."""
+    try:
+        return _PROVIDERS[code]()
+    except KeyError:
+        raise PaymentMethodUnavailable(f"Unknown payment method {code!r}.") from None
+
+
+def payment_methods_for(channel: str) -> list[tuple[str, str]]:
+    """(code, label) of the methods enabled for a channel, in settings order."""
+    return [
+        (code, conf["label"])
+        for code, conf in settings.PAYMENT_METHODS.items()
+        if conf.get("enabled") and channel in conf.get("channels", ()) and code in _PROVIDERS
+    ]
+
+
+def payment_fee_percent(code: str) -> Decimal:
+    """The method's fee as a percentage of the price, for the margin report."""
+    return Decimal(settings.PAYMENT_METHODS.get(code, {}).get("fee_percent", 0))

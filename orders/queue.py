@@ -1,0 +1,14 @@
+"""Enqueueing background jobs; called from transaction.on_commit so a job never sees uncommitted rows."""
+
+from django_q.tasks import async_task
+
+
+def enqueue_fulfilment(order_id: int) -> None:
+    """Ask a worker to drive the order towards delivery."""
+    async_task("orders.tasks.fulfil_order", order_id, group="fulfil", task_name=f"fulfil-{order_id}")
+
+
+def enqueue_refund(order_id: int) -> None:
+    """Ask a worker to refund the order's payments."""
+    async_task("orders.tasks.refund_order", order_id, group="refund", task_name=f"refund-{order_id}")
+

@@ -1,0 +1,41 @@
+"""Parsing what a buyer typed as a Telegram recipient, before anything is sent anywhere."""
+
+import re
+
+from orders.exceptions import InvalidRecipientInput
+
+# Invisible characters that survive copy-paste from chats and would make two names look equal.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad"), None)
+_USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,30}[A-Za-z0-9]")
+_USER_ID = re.compile(r"[1-9][0-9]{0,15}")
+_LINK = re.compile(r"(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/([^/?#]+)/?", re.IGNORECASE)
+MAX_INPUT_LENGTH = 64
+# Telegram user IDs fit in 52 bits (Bot API docs); anything bigger is a typo or an attack.
+MAX_USER_ID = 2**52
+
+
+def recipient_parse(raw: str) -> str:
+    """Normalise buyer input to a numeric user ID ("123456789") or "@username", or raise."""
+    if not isinstance(raw, str):
+        raise InvalidRecipientInput("Enter a Telegram user ID or @username.")
+    text = raw.translate(_INVISIBLE).strip()
+    if not text:
+        raise InvalidRecipientInput("Enter a Telegram user ID or @username.")
+    if len(text) > MAX_INPUT_LENGTH:
+        raise InvalidRecipientInput("That is too long for a Telegram user ID or @username.")
+    link = _LINK.fullmatch(text)
+    if link:
+        text = link.group(1)
+    if text.isascii() and _USER_ID.fullmatch(text):
+        if int(text) > MAX_USER_ID:
+            raise InvalidRecipientInput("That number is too large to be a Telegram user ID.")
+        return text
+    name = text[1:] if text.startswith("@") else text
+    if name.isascii() and _USERNAME.fullmatch(name):
+        return "@" + name
+    if text.isdigit():
+        raise InvalidRecipientInput("A Telegram user ID is made of digits 0–9 only.")
+    raise InvalidRecipientInput(
+        "That is not a valid Telegram user ID (digits) or username "
+        "(5–32 letters, digits or underscores, starting with a letter)."
+    )

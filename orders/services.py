@@ -1,0 +1,642 @@
+"""Every write to orders: placing, paying, fulfilling, refunding, sweeping.
+
+Network calls (supplier, payment providers) never happen inside a transaction: a service
+claims the order with a status move, commits, calls out, then records the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orders import queue
+from orders.exceptions import (
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvalidRecipient,
+    OrderStateChanged,
+    OutcomeUnknown,
+    PaymentMethodUnavailable,
+    PaymentMismatch,
+    RateLimited,
+    SupplierAuthError,
+    SupplierError,
+    SupplierRequestError,
+    SupplierUnavailable,
+)
+from orders.models import Channel, Order, OrderEvent, Payment, SupplierAttempt
+from orders.models import OrderStatus as S
+from orders.payments import payment_fee_percent, payment_methods_for, payment_provider_get
+from orders.recipients import recipient_parse
+from orders.suppliers import get_supplier_client
+from orders.suppliers.base import RecipientInfo, SupplierOrder, SupplierOrderStatus
+from orders.transitions import IN_FLIGHT_STATUSES, order_transition
+from shop.models import Product
+from shop.money import percent_of
+from shop.selectors import quote_build
+
+logger = logging.getLogger(__name__)
+
+HOLD_RECHECK = timedelta(minutes=5)
+
+
+def _now():
+    return timezone.now()
+
+
+def _stall() -> timedelta:
+    return timedelta(seconds=settings.FULFILMENT_STALL_SECONDS)
+
+
+def _unknown_grace() -> timedelta:
+    # A lookup that finds nothing proves nothing while our own request may still be in
+    # flight: wait out the client timeout before concluding the top-up was never placed.
+    return timedelta(seconds=settings.FULFILMENT_UNKNOWN_GRACE_SECONDS)
+
+
+def order_note(*, order: Order, actor: str, reason: str, data: dict[str, Any] | None = None) -> None:
+    """Record something an operator must see on the timeline without changing the status."""
+    OrderEvent.objects.create(
+        order=order,
+        from_status=order.status,
+        to_status=order.status,
+        actor=actor,
+        reason=reason[:255],
+        data=data or {},
+    )
+
+
+# --- Placing -----------------------------------------------------------------------------
+
+
+def recipient_validate(*, raw: str) -> tuple[str, RecipientInfo]:
+    """Parse the buyer's input and ask the supplier who it is; returns (normalised, info).
+
+    Raises InvalidRecipientInput (bad format), InvalidRecipient (no such user) or another
+    SupplierError (supplier unreachable).
+    """
+    normalised = recipient_parse(raw)
+    return normalised, get_supplier_client().validate_recipient(normalised)
+
+
+def order_create(
+    *,
+    channel: str,
+    product: Product,
+    recipient_input: str,
+    recipient: RecipientInfo,
+    payment_method: str,
+    package_id: int | None = None,
+    quantity: int | None = None,
+    buyer_telegram_id: int | None = None,
+    buyer_session_key: str = "",
+) -> Order:
+    """Place an order awaiting payment, priced from the catalog at this moment."""
+    if channel not in Channel.values:
+        raise ValueError(f"unknown channel {channel!r}")
+    if payment_method not in dict(payment_methods_for(channel)):
+        raise PaymentMethodUnavailable("That payment method is not available here.")
+    quote = quote_build(product=product, package_id=package_id, quantity=quantity)
+    now = _now()
+    with transaction.atomic():
+        order = Order.objects.create(
+            channel=channel,
+            product=quote.product,
+            package=quote.package,
+            product_name=quote.product.name,
+            package_name=quote.name,
+            platform=quote.product.platform,
+            stars=quote.quantity,
+            recipient_input=recipient_input[:64],
+            recipient_user_id=recipient.user_id,
+            recipient_username=recipient.username or "",
+            price=quote.price,
+            currency=quote.currency,
+            supplier_code=quote.supplier_code,
+            cost=quote.cost,
+            cost_currency=quote.cost_currency,
+            payment_method=payment_method,
+            payment_fee=percent_of(quote.price, payment_fee_percent(payment_method)),
+            buyer_telegram_id=buyer_telegram_id,
+            buyer_session_key=buyer_session_key,
+            idempotency_key=uuid.uuid4().hex,
+            expires_at=now + timedelta(minutes=settings.ORDER_PAYMENT_WINDOW_MINUTES),
+        )
+        order.reference = f"ORD-{order.pk:06d}"
+        order.save(update_fields=["reference"])
+        OrderEvent.objects.create(
+            order=order,
+            from_status="",
+            to_status=order.status,
+            actor=f"buyer:{channel}",
+            reason="Order placed",
+            data={"price": str(order.price), "currency": order.currency, "stars": order.stars},
+        )
+    return order
+
+
+def order_cancel(*, order: Order, actor: str, reason: str = "Cancelled") -> Order:
+    """Cancel an order that has not been paid."""
+    return order_transition(
+        order=order, to_status=S.CANCELLED, actor=actor, reason=reason,
+        expected_status=S.AWAITING_PAYMENT,
+    )
+
+
+def orders_expire(*, now=None) -> int:
+    """Expire unpaid orders past their payment window; returns how many."""
+    now = now or _now()
+    expired = 0
+    for order in Order.objects.filter(status=S.AWAITING_PAYMENT, expires_at__lte=now):
+        try:
+            order_transition(
+                order=order, to_status=S.EXPIRED, actor="scheduler",
+                reason="Payment window passed", expected_status=S.AWAITING_PAYMENT,
+            )
+            expired += 1
+        except OrderStateChanged:
+            continue  # paid or cancelled meanwhile
+    return expired
+
+
+# --- Paying ------------------------------------------------------------------------------
+
+
+def order_mark_paid(
+    *,
+    order: Order,
+    provider: str,
+    provider_reference: str,
+    amount: Decimal,
+    currency: str,
+    actor: str,
+    raw: dict[str, Any] | None = None,
+) -> Order:
+    """Apply a verified payment confirmation; replays of the same confirmation change nothing.
+
+    Records the payment, marks the order paid and records the fulfilment job (next_action_at)
+    in one transaction; the worker is enqueued only after it commits.
+    """
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                payment = Payment.objects.create(
+                    order=order, provider=provider, provider_reference=provider_reference,
+                    amount=amount, currency=currency, raw=raw or {},
+                )
+        except IntegrityError:
+            existing = Payment.objects.get(provider=provider, provider_reference=provider_reference)
+            if existing.order_id != order.pk:
+                raise PaymentMismatch(
+                    f"{provider}:{provider_reference} belongs to another order"
+                ) from None
+            order.refresh_from_db()
+            return order  # a replay: already applied
+        order.refresh_from_db()
+        data = {"payment_id": payment.pk, "provider": provider, "amount": str(amount),
+                "currency": currency}
+        if order.status != S.AWAITING_PAYMENT:
+            # Money arrived for an order that is no longer waiting for it: never lose it.
+            if order.status in (S.EXPIRED, S.CANCELLED):
+                order_transition(
+                    order=order, to_status=S.REVIEW, actor=actor, data=data,
+                    reason=f"Payment received after the order was {order.status}",
+                )
+            else:
+                order_note(order=order, actor=actor, data=data,
+                           reason="Extra payment received: refund it")
+            return order
+        if currency != order.currency or amount < order.price:
+            return order_transition(
+                order=order, to_status=S.REVIEW, actor=actor, data=data,
+                reason=f"Underpaid: received {amount} {currency}, due {order.price} {order.currency}",
+            )
+        order_transition(
+            order=order, to_status=S.PAID, actor=actor, data=data,
+            reason=f"Payment confirmed by {provider}", next_action_at=_now(),
+            expected_status=S.AWAITING_PAYMENT,
+        )
+        transaction.on_commit(lambda: queue.enqueue_fulfilment(order.pk))
+    return order
+
+
+def order_pay_sandbox(*, order: Order) -> Order:
+    """Confirm a sandbox payment through the same path real providers use."""
+    provider = payment_provider_get("sandbox")
+    if order.payment_method != "sandbox":
+        raise PaymentMethodUnavailable("This order is not paid with the sandbox method.")
+    return order_mark_paid(
+        order=order,
+        provider="sandbox",
+        provider_reference=provider.provider_reference(order),  # type: ignore[attr-defined]
+        amount=order.price,
+        currency=order.currency,
+        actor="payment:sandbox",
+        raw={"simulated": True},
+    )
+
+
+# --- Fulfilling --------------------------------------------------------------------------
+
+
+@dataclass
+class _Step:
+    order: Order
+    actor: str
+    client: Any = field(default=None)
+
+
+def order_fulfil(*, order_id: int, actor: str = "worker", budget_seconds: float | None = None) -> Order:
+    """Drive a paid order towards delivery for up to budget_seconds; safe to run any number of times.
+
+    Each pass does what the order's status asks (submit, resolve an unknown outcome by lookup,
+    poll); between passes it sleeps until the order's next_action_at. It returns when the order
+    needs nobody (final, on hold, review) or its next action lies beyond the budget, which the
+    sweeper then picks up.
+    """
+    budget = settings.FULFILMENT_POLL_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    step = _Step(order=Order.objects.get(pk=order_id), actor=actor, client=get_supplier_client())
+    while True:
+        _fulfil_pass(step)
+        order = step.order
+        if order.status not in IN_FLIGHT_STATUSES or order.next_action_at is None:
+            return order
+        wait = (order.next_action_at - _now()).total_seconds()
+        if time.monotonic() + max(wait, 0) >= deadline:
+            return order
+        if order.status == S.SUBMITTING and wait > 0:
+            return order  # another worker is mid-call; the sweeper watches its deadline
+        if wait > 0:
+            time.sleep(wait)
+        step.order = Order.objects.get(pk=order_id)
+
+
+def _fulfil_pass(step: _Step) -> None:
+    order = step.order
+    now = _now()
+    due = order.next_action_at is None or order.next_action_at <= now
+    try:
+        if order.status == S.SUBMITTING and due:
+            # The worker that claimed it died or hung mid-call: we cannot know what the
+            # supplier did, so only a lookup by our idempotency key may decide.
+            step.order = order_transition(
+                order=order, to_status=S.UNKNOWN, actor=step.actor, expected_status=S.SUBMITTING,
+                reason="Worker stopped mid-call; resolving by lookup",
+                next_action_at=now,
+            )
+            _resolve_unknown(step)
+        elif order.status == S.UNKNOWN and due:
+            _resolve_unknown(step)
+        elif order.status == S.PAID and due:
+            _submit(step)
+        elif order.status == S.PROCESSING and due:
+            _poll(step)
+    except OrderStateChanged:
+        step.order = Order.objects.get(pk=order.pk)
+
+
+def _backoff(order: Order, base: float = 2.0, cap: float = 300.0) -> timedelta:
+    return timedelta(seconds=min(cap, base * 2 ** min(order.fulfilment_attempts, 8)))
+
+
+def _submit(step: _Step) -> None:
+    order = step.order
+    client = step.client
+    # Re-validate right before the money moves: a @username may have changed owners.
+    lookup = order.recipient_username or order.recipient_user_id
+    try:
+        current = client.validate_recipient(lookup)
+    except InvalidRecipient as exc:
+        _fail(step, reason="Recipient no longer valid at the supplier", error=exc)
+        return
+    except SupplierAuthError as exc:
+        step.order = order_transition(
+            order=order, to_status=S.ON_HOLD, actor=step.actor, expected_status=S.PAID,
+            reason="Supplier rejected our credentials", data=_error_data(exc),
+            next_action_at=_now() + HOLD_RECHECK,
+        )
+        return
+    except SupplierError as exc:
+        _retry_later(step, exc, _retry_delay(exc, order))
+        return
+    if current.user_id != order.recipient_user_id:
+        step.order = order_transition(
+            order=order, to_status=S.REVIEW, actor=step.actor, expected_status=S.PAID,
+            reason=f"{lookup} now belongs to another account; not delivered",
+            data={"confirmed_user_id": order.recipient_user_id, "now_user_id": current.user_id},
+        )
+        return
+
+    request = {"user_id": order.recipient_user_id, "stars": order.stars,
+               "idempotency_key": order.idempotency_key}
+    with transaction.atomic():
+        order = order_transition(
+            order=order, to_status=S.SUBMITTING, actor=step.actor, expected_status=S.PAID,
+            reason="Placing the top-up", next_action_at=_now() + _stall(),
+            fulfilment_attempts=order.fulfilment_attempts + 1,
+        )
+        attempt = SupplierAttempt.objects.create(
+            order=order, number=order.fulfilment_attempts, supplier_code=order.supplier_code,
+            idempotency_key=order.idempotency_key, request=request,
+        )
+    step.order = order
+    try:
+        placed = client.place_topup(
+            user_id=order.recipient_user_id, stars=order.stars,
+            idempotency_key=order.idempotency_key,
+        )
+    except SupplierError as exc:
+        _record_attempt_error(attempt, exc)
+        _after_place_error(step, exc)
+        return
+    _record_attempt(attempt, SupplierAttempt.Outcome.ACCEPTED, placed.raw, placed.order_id)
+    _apply_supplier_order(step, placed, expected=S.SUBMITTING)
+
+
+def _after_place_error(step: _Step, exc: SupplierError) -> None:
+    order = step.order
+    data = _error_data(exc)
+    if isinstance(exc, OutcomeUnknown):
+        step.order = order_transition(
+            order=order, to_status=S.UNKNOWN, actor=step.actor, expected_status=S.SUBMITTING,
+            reason="Supplier outcome unknown; resolving by lookup", data=data,
+            next_action_at=_now() + timedelta(seconds=1),
+        )
+    elif isinstance(exc, InvalidRecipient):
+        _fail(step, reason="Supplier rejected the recipient", error=exc, expected=S.SUBMITTING)
+    elif isinstance(exc, InsufficientBalance | SupplierAuthError):
+        step.order = order_transition(
+            order=order, to_status=S.ON_HOLD, actor=step.actor, expected_status=S.SUBMITTING,
+            reason=("Supplier balance too low" if isinstance(exc, InsufficientBalance)
+                    else "Supplier rejected our credentials"),
+            data=data, next_action_at=_now() + HOLD_RECHECK,
+        )
+    elif isinstance(exc, RateLimited | SupplierUnavailable):
+        # Certain that nothing was placed: back to paid, to place again later.
+        step.order = order_transition(
+            order=order, to_status=S.PAID, actor=step.actor, expected_status=S.SUBMITTING,
+            reason=f"Supplier did not take the order ({exc.code}); will retry", data=data,
+            next_action_at=_now() + _retry_delay(exc, order),
+        )
+    else:  # IdempotencyConflict, SupplierRequestError: our request is wrong; a person must look
+        step.order = order_transition(
+            order=order, to_status=S.REVIEW, actor=step.actor, expected_status=S.SUBMITTING,
+            reason=f"Supplier refused the request ({exc.code})", data=data,
+        )
+
+
+def _resolve_unknown(step: _Step) -> None:
+    order = step.order
+    try:
+        found = step.client.find_by_reference(order.idempotency_key)
+    except SupplierError as exc:
+        _retry_later(step, exc, timedelta(seconds=5), status=S.UNKNOWN)
+        return
+    if found is not None:
+        _apply_supplier_order(step, found, expected=S.UNKNOWN)
+        return
+    settle_at = order.status_changed_at + _unknown_grace()
+    if _now() < settle_at:
+        _retry_later(step, None, settle_at - _now(), status=S.UNKNOWN)
+        return
+    step.order = order_transition(
+        order=order, to_status=S.PAID, actor=step.actor, expected_status=S.UNKNOWN,
+        reason="Supplier has no order under our key: safe to place it again with the same key",
+        next_action_at=_now(),
+    )
+
+
+def _poll(step: _Step) -> None:
+    order = step.order
+    try:
+        if order.supplier_order_id:
+            found = step.client.get_order(order.supplier_order_id)
+        else:
+            found = step.client.find_by_reference(order.idempotency_key)
+    except SupplierError as exc:
+        _retry_later(step, exc, timedelta(seconds=5), status=S.PROCESSING)
+        return
+    if found is None:
+        step.order = order_transition(
+            order=order, to_status=S.UNKNOWN, actor=step.actor, expected_status=S.PROCESSING,
+            reason="Supplier lost track of the order", next_action_at=_now(),
+        )
+        return
+    _apply_supplier_order(step, found, expected=S.PROCESSING)
+
+
+def _apply_supplier_order(step: _Step, found: SupplierOrder, *, expected: str) -> None:
+    order = step.order
+    data = {"supplier_order_id": found.order_id, "supplier_status": str(found.status)}
+    common = {"supplier_order_id": found.order_id, "supplier_status": str(found.status)}
+    if found.status == SupplierOrderStatus.COMPLETED:
+        step.order = order_transition(
+            order=order, to_status=S.DELIVERED, actor=step.actor, expected_status=expected,
+            reason="Supplier confirmed delivery", data=data, **common,
+        )
+    elif found.status == SupplierOrderStatus.FAILED:
+        _fail(step, reason=f"Supplier failed the order: {found.failure_reason or 'no reason'}",
+              error=None, expected=expected, extra=common)
+    elif found.status == SupplierOrderStatus.REVERSED:
+        step.order = order_transition(
+            order=order, to_status=S.REVIEW, actor=step.actor, expected_status=expected,
+            reason="Supplier reversed the order", data=data, **common,
+        )
+    else:
+        waited = (_now() - order.status_changed_at).total_seconds() if expected == S.PROCESSING else 0
+        delay = timedelta(seconds=min(15.0, max(settings.FULFILMENT_POLL_FIRST_DELAY, waited / 2)))
+        if order.status != S.PROCESSING:
+            step.order = order_transition(
+                order=order, to_status=S.PROCESSING, actor=step.actor, expected_status=expected,
+                reason="Supplier is processing the order", data=data,
+                next_action_at=_now() + delay, **common,
+            )
+        else:
+            give_up = order.paid_at and _now() - order.paid_at > timedelta(
+                hours=settings.FULFILMENT_GIVE_UP_HOURS)
+            if give_up:
+                step.order = order_transition(
+                    order=order, to_status=S.REVIEW, actor=step.actor, expected_status=expected,
+                    reason="Supplier has not finished the order in time", data=data,
+                )
+                return
+            Order.objects.filter(pk=order.pk, status=S.PROCESSING).update(
+                next_action_at=_now() + delay, supplier_status=str(found.status))
+            step.order = Order.objects.get(pk=order.pk)
+
+
+def _fail(step: _Step, *, reason: str, error: SupplierError | None, expected: str = S.PAID,
+          extra: dict[str, Any] | None = None) -> None:
+    """The supplier failed without charging: fail the order and start its refund."""
+    with transaction.atomic():
+        order = order_transition(
+            order=step.order, to_status=S.FAILED, actor=step.actor, expected_status=expected,
+            reason=reason, data=_error_data(error) if error else {}, **(extra or {}),
+        )
+        order = order_transition(
+            order=order, to_status=S.REFUND_PENDING, actor=step.actor, reason="Refund started",
+        )
+        transaction.on_commit(lambda: queue.enqueue_refund(order.pk))
+    step.order = order
+
+
+def _retry_later(step: _Step, exc: SupplierError | None, delay: timedelta, status: str = S.PAID) -> None:
+    """Leave the order where it is and set when to look again."""
+    Order.objects.filter(pk=step.order.pk, status=status).update(next_action_at=_now() + delay)
+    if exc is not None:
+        logger.warning("%s: supplier error %s, retry in %ss", step.order, exc.code, delay.total_seconds())
+    step.order = Order.objects.get(pk=step.order.pk)
+
+
+def _retry_delay(exc: SupplierError, order: Order) -> timedelta:
+    if isinstance(exc, RateLimited):
+        return timedelta(seconds=max(exc.retry_after, 0.5))
+    return _backoff(order)
+
+
+def _error_data(exc: SupplierError | None) -> dict[str, Any]:
+    if exc is None:
+        return {}
+    return {"error": exc.code, "message": str(exc)[:500], "http_status": exc.http_status}
+
+
+def _record_attempt(attempt: SupplierAttempt, outcome: str, raw: dict[str, Any], supplier_order_id: str = "") -> None:
+    attempt.outcome = outcome
+    attempt.response_status = raw.get("status")
+    body = raw.get("body")
+    attempt.response_body = body if isinstance(body, str) else _json_text(body)
+    attempt.supplier_order_id = supplier_order_id
+    attempt.finished_at = _now()
+    attempt.save(update_fields=["outcome", "response_status", "response_body",
+                                "supplier_order_id", "finished_at"])
+
+
+def _record_attempt_error(attempt: SupplierAttempt, exc: SupplierError) -> None:
+    certain = isinstance(exc, InvalidRecipient | InsufficientBalance | SupplierAuthError
+                         | RateLimited | SupplierUnavailable | IdempotencyConflict
+                         | SupplierRequestError)
+    attempt.outcome = SupplierAttempt.Outcome.REJECTED if certain else SupplierAttempt.Outcome.UNKNOWN
+    attempt.error_code = exc.code[:50]
+    attempt.response_status = exc.http_status
+    attempt.response_body = (exc.response_body or str(exc))[:10_000]
+    attempt.finished_at = _now()
+    attempt.save(update_fields=["outcome", "error_code", "response_status", "response_body",
+                                "finished_at"])
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)[:10_000]
+
+
+# --- Refunds, holds and the operator -----------------------------------------------------
+
+
+def order_refund(*, order_id: int, actor: str = "worker") -> Order:
+    """Refund every confirmed payment of an order in refund_pending; safe to repeat."""
+    order = Order.objects.get(pk=order_id)
+    if order.status != S.REFUND_PENDING:
+        return order
+    for payment in order.payments.filter(status=Payment.Status.CONFIRMED):
+        result = payment_provider_get(payment.provider).refund(payment)
+        if not result.refunded:
+            return order_transition(
+                order=order, to_status=S.REVIEW, actor=actor, expected_status=S.REFUND_PENDING,
+                reason=f"Refund through {payment.provider} failed: {result.message}"[:255],
+            )
+        Payment.objects.filter(pk=payment.pk, status=Payment.Status.CONFIRMED).update(
+            status=Payment.Status.REFUNDED, refund_reference=result.provider_reference,
+            refunded_at=_now(),
+        )
+    try:
+        return order_transition(
+            order=order, to_status=S.REFUNDED, actor=actor, expected_status=S.REFUND_PENDING,
+            reason="Payment refunded",
+        )
+    except OrderStateChanged:
+        return Order.objects.get(pk=order_id)
+
+
+def order_resume(*, order: Order, actor: str, reason: str = "Resumed by an operator") -> Order:
+    """Send an on-hold or reviewed order back to fulfilment."""
+    with transaction.atomic():
+        order = order_transition(order=order, to_status=S.PAID, actor=actor, reason=reason,
+                                 next_action_at=_now())
+        transaction.on_commit(lambda: queue.enqueue_fulfilment(order.pk))
+    return order
+
+
+def order_refund_start(*, order: Order, actor: str, reason: str = "Refund decided by an operator") -> Order:
+    """Send an on-hold or reviewed order to refund."""
+    with transaction.atomic():
+        order = order_transition(order=order, to_status=S.REFUND_PENDING, actor=actor, reason=reason)
+        transaction.on_commit(lambda: queue.enqueue_refund(order.pk))
+    return order
+
+
+@dataclass
+class SweepResult:
+    enqueued: list[int] = field(default_factory=list)
+    resumed: list[int] = field(default_factory=list)
+    refunds: list[int] = field(default_factory=list)
+
+
+def orders_sweep(*, now=None) -> SweepResult:
+    """Find paid orders nobody is working on and put them back in the queue.
+
+    The queue can lose a task (a Redis worker killed mid-task) and run one twice (the ORM
+    broker); the order rows are the truth, so this runs on a schedule.
+    """
+    now = now or _now()
+    result = SweepResult()
+    due = Order.objects.filter(status__in=IN_FLIGHT_STATUSES, next_action_at__lte=now)
+    for order_id in due.values_list("pk", flat=True)[:500]:
+        queue.enqueue_fulfilment(order_id)
+        result.enqueued.append(order_id)
+    # Orders whose refund task was lost.
+    for order_id in Order.objects.filter(
+        status=S.REFUND_PENDING, status_changed_at__lte=now - _stall()
+    ).values_list("pk", flat=True)[:500]:
+        queue.enqueue_refund(order_id)
+        result.refunds.append(order_id)
+    held = list(Order.objects.filter(status=S.ON_HOLD, next_action_at__lte=now)[:500])
+    if held:
+        result.resumed = _resume_held(held)
+    return result
+
+
+def _resume_held(held: list[Order]) -> list[int]:
+    """Resume held orders once the supplier answers and its balance covers them."""
+    try:
+        balance = get_supplier_client().balance()
+    except SupplierError as exc:
+        logger.warning("supplier still unavailable for held orders: %s", exc.code)
+        Order.objects.filter(pk__in=[o.pk for o in held], status=S.ON_HOLD).update(
+            next_action_at=_now() + HOLD_RECHECK)
+        return []
+    resumed: list[int] = []
+    available = balance.amount
+    for order in sorted(held, key=lambda o: o.paid_at or o.created_at):
+        if order.cost > available:
+            Order.objects.filter(pk=order.pk, status=S.ON_HOLD).update(
+                next_action_at=_now() + HOLD_RECHECK)
+            continue
+        available -= order.cost
+        try:
+            order_resume(order=order, actor="sweeper",
+                         reason=f"Supplier reachable, balance {balance.amount} {balance.currency}")
+        except OrderStateChanged:
+            continue
+        resumed.append(order.pk)
+    return resumed

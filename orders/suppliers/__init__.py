@@ -1,0 +1,34 @@
+"""The supplier the shop buys Stars from, behind one interface chosen by settings."""
+
+from __future__ import annotations
+
+from orders.suppliers.base import (
+    RecipientInfo,
+    SupplierBalance,
+    SupplierClient,
+    SupplierOrder,
+    SupplierOrderStatus,
+)
+
+__all__ = [
+    "RecipientInfo",
+    "SupplierBalance",
+    "SupplierClient",
+    "SupplierOrder",
+    "SupplierOrderStatus",
+    "get_supplier_client",
+]
+
+
+def get_supplier_client() -> SupplierClient:
+    """The configured supplier client (settings SUPPLIER_BASE_URL, _API_KEY, _TIMEOUT)."""
+    # Imported here so that importing the types needs neither Django settings nor requests.
+    from django.conf import settings
+
+    from orders.suppliers.http import HttpSupplierClient
+
+    return HttpSupplierClient(
+        base_url=settings.SUPPLIER_BASE_URL,
+        api_key=settings.SUPPLIER_API_KEY,
+        timeout=float(settings.SUPPLIER_TIMEOUT),
+    )

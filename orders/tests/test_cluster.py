@@ -1,0 +1,156 @@
+"""Exactly-once fulfilment through a real django-q2 cluster (subprocesses) and the sandbox supplier.
+
+The cluster runs `manage.py qcluster` against this test database and whatever broker the
+settings choose (the ORM broker by default, Redis when REDIS_URL is set, as in CI).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from orders import queue, services
+from orders.models import Order, SupplierAttempt
+from orders.models import OrderStatus as S
+from orders.schedules import schedules_ensure
+from shop.demo import demo_catalog_load
+
+pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(settings.BASE_DIR)
+
+
+def _database_env() -> dict[str, str]:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return {"SQLITE_PATH": str(db["NAME"]), "DATABASE_URL": ""}
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or "5432"
+    return {"DATABASE_URL": f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"}
+
+
+class Cluster:
+    """A `manage.py qcluster` process group we can start, kill -9 and start again."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.log_dir / f"qcluster-{self.starts}.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=self.env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob("*.log")))
+
+
+@pytest.fixture
+def sandbox_supplier_options(sandbox_supplier_options):
+    # Long enough a window to kill the cluster while @sandbox_hold's answer is on its way.
+    return {**sandbox_supplier_options, "slow_seconds": 3.0}
+
+
+@pytest.fixture
+def cluster(sandbox_supplier, settings, tmp_path):
+    settings.SUPPLIER_BASE_URL = sandbox_supplier.url
+    settings.SUPPLIER_API_KEY = sandbox_supplier.api_key
+    demo_catalog_load()
+    schedules_ensure()
+    env = {
+        **os.environ,
+        **_database_env(),
+        "SUPPLIER_BASE_URL": sandbox_supplier.url,
+        "SUPPLIER_API_KEY": sandbox_supplier.api_key,
+        "SUPPLIER_TIMEOUT": "5",
+        "FULFILMENT_STALL_SECONDS": "3",
+        "FULFILMENT_UNKNOWN_GRACE_SECONDS": "1",
+        "FULFILMENT_POLL_FIRST_DELAY": "0.2",
+        "Q_WORKERS": "2",
+        "Q_TIMEOUT": "60",
+        "Q_RETRY": "90",
+        "PYTHONUNBUFFERED": "1",
+    }
+    c = Cluster(env, tmp_path)
+    c.start()
+    yield c
+    c.kill(signal.SIGTERM)
+    connection.close()
+
+
+def _paid_order(recipient: str) -> Order:
+    product = demo_catalog_load()
+    _, info = services.recipient_validate(raw=recipient)
+    order = services.order_create(
+        channel="web", product=product, recipient_input=recipient, recipient=info,
+        payment_method="sandbox", package_id=product.packages.get(quantity=500).pk,
+    )
+    return services.order_pay_sandbox(order=order)  # enqueues on commit: autocommit here
+
+
+def _wait_for(order: Order, status: str, cluster: Cluster, seconds: float) -> Order:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        order.refresh_from_db()
+        if order.status == status:
+            return order
+        time.sleep(0.2)
+    pytest.fail(f"{order} is {order.status}, not {status}, after {seconds}s\n{cluster.logs()}")
+
+
+def test_cluster_delivers_a_paid_order(cluster, sandbox_supplier):
+    order = _wait_for(_paid_order("@sandbox_ok"), S.DELIVERED, cluster, 30)
+    assert sandbox_supplier.topup_calls(order.idempotency_key) == 1
+
+
+def test_duplicate_confirmations_and_tasks_place_once(cluster, sandbox_supplier):
+    order = _paid_order("@sandbox_slow")
+    for _ in range(4):
+        services.order_pay_sandbox(order=Order.objects.get(pk=order.pk))
+        queue.enqueue_fulfilment(order.pk)
+    order = _wait_for(order, S.DELIVERED, cluster, 30)
+    assert sandbox_supplier.topup_calls(order.idempotency_key) == 1
+    assert SupplierAttempt.objects.filter(order=order).count() == 1
+    assert order.payments.count() == 1
+
+
+def test_sigkill_mid_call_then_restart_delivers_once(cluster, sandbox_supplier):
+    """Kill -9 the whole cluster while the supplier is answering; the sweeper finishes the job."""
+    order = _paid_order("@sandbox_hold")
+    deadline = time.monotonic() + 30
+    while sandbox_supplier.topup_calls(order.idempotency_key) == 0:
+        if time.monotonic() > deadline:
+            pytest.fail("the top-up call never reached the supplier\n" + cluster.logs())
+        time.sleep(0.05)
+    cluster.kill(signal.SIGKILL)
+    order.refresh_from_db()
+    assert order.status == S.SUBMITTING  # the worker died before it could save anything
+    cluster.start()
+    # The scheduler runs about every 30 s: the sweeper sees the stalled order, a worker looks
+    # it up by our idempotency key and adopts the supplier's order instead of placing another.
+    order = _wait_for(order, S.DELIVERED, cluster, 90)
+    assert sandbox_supplier.topup_calls(order.idempotency_key) == 1
+    assert sandbox_supplier.calls(order.idempotency_key)["orders_created"] == 1
+    assert [e.to_status for e in order.events.all()][-2:] == [S.UNKNOWN, S.DELIVERED]

@@ -1,0 +1,168 @@
+"""Django settings for reseller: every value read from the environment here, in one place."""
+
+from decimal import Decimal
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+SECRET_KEY = env("SECRET_KEY", default="dev-insecure-change-me")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "django_q",
+    "shop",
+    "orders",
+    "bots",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "reseller.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "reseller.wsgi.application"
+
+# SQLite is the embedded default. WAL + IMMEDIATE transactions + a busy timeout keep
+# concurrent writers (web, django-q2 workers) from failing with "database is locked".
+SQLITE_PATH = env("SQLITE_PATH", default=str(BASE_DIR / "var" / "db.sqlite3"))
+DATABASE_URL = env("DATABASE_URL", default="") or f"sqlite:///{SQLITE_PATH}"
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    # Tests that run a real django-q2 cluster need a file both processes can open.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env("SQLITE_TEST_PATH", default=str(BASE_DIR / "var" / "test_db.sqlite3"))
+    }
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- django-q2 -------------------------------------------------------------------------
+# ORM broker by default; Redis when REDIS_URL is set. Our order tables, not the queue, know
+# what remains to be done (see orders.services.orders_sweep), so a lost task is only a delay.
+REDIS_URL = env("REDIS_URL", default="")
+Q_CLUSTER = {
+    "name": env("Q_CLUSTER_NAME_PREFIX", default="reseller"),
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": env.int("Q_TIMEOUT", default=240),
+    # retry must exceed timeout, or django-q2 re-runs tasks that are still running.
+    "retry": env.int("Q_RETRY", default=300),
+    "max_attempts": 3,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": env.float("Q_POLL", default=0.2),
+    "save_limit": 1000,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+Q_SYNC = env.bool("Q_SYNC", default=False)
+if Q_SYNC:
+    Q_CLUSTER["sync"] = True
+
+# --- Supplier ----------------------------------------------------------------------------
+SUPPLIER_CODE = env("SUPPLIER_CODE", default="sandbox")
+SUPPLIER_BASE_URL = env("SUPPLIER_BASE_URL", default="http://127.0.0.1:8001")
+SUPPLIER_API_KEY = env("SUPPLIER_API_KEY", default="sandbox-key")
+SUPPLIER_TIMEOUT = env.float("SUPPLIER_TIMEOUT", default=10.0)
+
+# --- Orders ------------------------------------------------------------------------------
+ORDER_PAYMENT_WINDOW_MINUTES = env.int("ORDER_PAYMENT_WINDOW_MINUTES", default=30)
+# How long an order may sit in paid/submitting/processing/unknown before the sweeper acts.
+FULFILMENT_STALL_SECONDS = env.int("FULFILMENT_STALL_SECONDS", default=120)
+# How long one fulfilment task polls the supplier before handing over to the sweeper.
+FULFILMENT_POLL_BUDGET_SECONDS = env.float("FULFILMENT_POLL_BUDGET_SECONDS", default=60)
+FULFILMENT_POLL_FIRST_DELAY = env.float("FULFILMENT_POLL_FIRST_DELAY", default=0.5)
+# An order still not delivered after this long goes to review for an operator.
+FULFILMENT_GIVE_UP_HOURS = env.int("FULFILMENT_GIVE_UP_HOURS", default=24)
+# After an unknown outcome, how long a lookup that finds nothing must wait before we conclude
+# the top-up was never placed (our own request may still be in flight): above the timeout.
+FULFILMENT_UNKNOWN_GRACE_SECONDS = env.float(
+    "FULFILMENT_UNKNOWN_GRACE_SECONDS", default=SUPPLIER_TIMEOUT + 5
+)
+SWEEP_EVERY_MINUTES = env.int("SWEEP_EVERY_MINUTES", default=1)
+
+# --- Payments ----------------------------------------------------------------------------
+# Methods per channel and each method's fee (percent of the price) for the margin report.
+PAYMENT_METHODS = {
+    "sandbox": {
+        "label": "Sandbox payment (test mode)",
+        "fee_percent": Decimal(env("PAYMENT_SANDBOX_FEE_PERCENT", default="0")),
+        "channels": ["web", "bot", "api"],
+        "enabled": env.bool("PAYMENT_SANDBOX_ENABLED", default=True),
+    },
+}
+
+# --- Demo --------------------------------------------------------------------------------
+SHOP_NAME = env("SHOP_NAME", default="Stars Reseller")

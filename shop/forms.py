@@ -1,0 +1,123 @@
+"""Storefront forms: they check the shape of what the buyer sent; prices and names come from the catalog."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from shop.models import Package, Product
+
+# Long enough for every legal amount; anything longer is rejected before int() sees it.
+QUANTITY_MAX_DIGITS = 9
+# recipient_parse has the buyer-friendly rules; this only stops megabytes reaching it.
+RECIPIENT_MAX_LENGTH = 200
+EXPIRED_FORM_MESSAGE = "This page had expired. Check the details below and confirm again."
+
+
+def quantity_range_message(product: Product) -> str:
+    return f"Choose between {product.min_quantity:,} and {product.max_quantity:,} {product.unit_name}."
+
+
+class PackageChoiceForm(forms.Form):
+    """One of the packages on sale, by id; anything else is "not on sale"."""
+
+    package = forms.ChoiceField(
+        error_messages={
+            "required": "Choose a package.",
+            "invalid_choice": "That package is not on sale. Choose one from the list.",
+        }
+    )
+
+    def __init__(self, *args: Any, packages: Iterable[Package], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Compared as strings against the ids we offer: the input never reaches a query.
+        self.fields["package"].choices = [(str(package.pk), str(package)) for package in packages]
+
+    def clean_package(self) -> int:
+        return int(self.cleaned_data["package"])
+
+
+class CustomAmountForm(forms.Form):
+    """A whole number of units within the product's limits, in ASCII digits."""
+
+    quantity = forms.CharField(
+        label="Custom amount",
+        error_messages={"required": "Enter how many Stars you want."},
+    )
+
+    def __init__(self, *args: Any, product: Product, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.product = product
+        self.fields["quantity"].label = f"Custom amount ({product.unit_name})"
+        self.fields["quantity"].widget = forms.NumberInput(
+            attrs={
+                "min": product.min_quantity,
+                "max": product.max_quantity,
+                "step": 1,
+                "inputmode": "numeric",
+                "placeholder": f"{product.min_quantity}–{product.max_quantity}",
+            }
+        )
+
+    def clean_quantity(self) -> int:
+        text = self.cleaned_data["quantity"]
+        # str.isdigit() alone accepts full-width and other scripts' digits; int() would too.
+        if not (text.isascii() and text.isdigit()):
+            raise ValidationError(
+                f"Enter a whole number of {self.product.unit_name} using digits 0–9.",
+                code="not_digits",
+            )
+        digits = text.lstrip("0") or "0"
+        if len(digits) > QUANTITY_MAX_DIGITS:
+            raise ValidationError(quantity_range_message(self.product), code="out_of_range")
+        quantity = int(digits)
+        if not self.product.min_quantity <= quantity <= self.product.max_quantity:
+            raise ValidationError(quantity_range_message(self.product), code="out_of_range")
+        return quantity
+
+
+class RecipientForm(forms.Form):
+    """The Telegram account to top up, as typed; orders.recipients decides what is valid."""
+
+    recipient = forms.CharField(
+        label="Telegram user ID or @username",
+        max_length=RECIPIENT_MAX_LENGTH,
+        error_messages={
+            "required": "Enter a Telegram user ID or @username.",
+            "max_length": "That is too long for a Telegram user ID or @username.",
+        },
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "off",
+                "autocapitalize": "none",
+                "spellcheck": "false",
+                "placeholder": "123456789 or @username",
+            }
+        ),
+    )
+
+
+class ConfirmForm(forms.Form):
+    """The buyer's yes: the one-time token of the page they saw and a payment method."""
+
+    token = forms.CharField(
+        max_length=64,
+        widget=forms.HiddenInput,
+        error_messages={"required": EXPIRED_FORM_MESSAGE, "max_length": EXPIRED_FORM_MESSAGE},
+    )
+    payment_method = forms.ChoiceField(
+        label="Pay with",
+        widget=forms.RadioSelect,
+        error_messages={
+            "required": "Choose how to pay.",
+            "invalid_choice": "That payment method is not available. Choose one from the list.",
+        },
+    )
+
+    def __init__(self, *args: Any, payment_methods: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["payment_method"]
+        field.choices = payment_methods
+        if len(payment_methods) == 1:
+            field.initial = payment_methods[0][0]

@@ -1,0 +1,449 @@
+"""The storefront: catalog → recipient → confirm → pay → status.
+
+What the buyer chose and who they confirmed live in the session; every page re-derives
+prices from the catalog, so nothing a browser posts can change what an order costs.
+"""
+
+import logging
+import secrets
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.sessions.models import Session
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from orders.exceptions import (
+    InvalidRecipient,
+    InvalidRecipientInput,
+    InvalidTransition,
+    OrderStateChanged,
+    PaymentMethodUnavailable,
+    SupplierError,
+)
+from orders.models import Order
+from orders.models import OrderStatus as S
+from orders.payments import payment_methods_for, payment_provider_get
+from orders.services import order_cancel, order_create, order_pay_sandbox, recipient_validate
+from orders.suppliers.base import RecipientInfo
+from orders.transitions import FINAL_STATUSES
+from shop.exceptions import CatalogError, ProductUnavailable
+from shop.forms import (
+    EXPIRED_FORM_MESSAGE,
+    ConfirmForm,
+    CustomAmountForm,
+    PackageChoiceForm,
+    RecipientForm,
+)
+from shop.models import Product
+from shop.selectors import Quote, package_list, product_default, quote_build
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "web"
+# Session keys. CHOICE: {"package_id": int} or {"quantity": int}. RECIPIENT: {"input",
+# "user_id", "username"}. CONFIRM_TOKENS: {token: what the confirm page showed}.
+# PLACED: {token: order public_id}, so a repeated POST finds the order it already made.
+SESSION_CHOICE = "shop_choice"
+SESSION_RECIPIENT = "shop_recipient"
+SESSION_CONFIRM_TOKENS = "shop_confirm_tokens"
+SESSION_PLACED = "shop_placed"
+KEEP_TOKENS = 10
+
+MSG_NOT_FOUND = "We couldn't find that Telegram account. Check the ID or username and try again."
+MSG_SUPPLIER_DOWN = "Our supplier isn't answering right now, please try again in a minute."
+MSG_CHOOSE_FIRST = "First choose how many Stars you want."
+MSG_RECIPIENT_FIRST = "First tell us which Telegram account to top up."
+MSG_CHANGED = "Your order changed in another tab. Check the details below and confirm again."
+
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
+
+STATUS_LABELS = {
+    S.AWAITING_PAYMENT: "Awaiting payment",
+    S.PAID: "Paid, sending Stars",
+    S.SUBMITTING: "Sending Stars",
+    S.PROCESSING: "Sending Stars",
+    S.UNKNOWN: "Checking with our supplier",
+    S.DELIVERED: "Delivered",
+    S.ON_HOLD: "Delayed",
+    S.REVIEW: "Being checked",
+    S.FAILED: "Not delivered",
+    S.REFUND_PENDING: "Not delivered, refund in progress",
+    S.REFUNDED: "Not delivered, refunded",
+    S.EXPIRED: "Expired",
+    S.CANCELLED: "Cancelled",
+}
+
+
+# --- Presentation helpers -------------------------------------------------------------------
+
+
+def money_display(amount: Decimal, currency: str) -> str:
+    """$8.50, or 8.50 CHF where we have no symbol; unit prices keep their significant places."""
+    text = f"{amount:f}"
+    if "." in text:
+        whole, fraction = text.split(".")
+        text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+    else:
+        text = f"{text}.00"
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    return f"{symbol}{text}" if symbol else f"{text} {currency}"
+
+
+def recipient_handle(username: str | None, user_id: str) -> str:
+    """@name when the account has one, else its numeric ID."""
+    if username:
+        return "@" + username.lstrip("@")
+    return f"Telegram ID {user_id}"
+
+
+def order_status_message(order: Order) -> str:
+    """What the buyer should know about an order now, in one sentence or two."""
+    stars = f"{order.stars:,} {order.product.unit_name}"
+    handle = recipient_handle(order.recipient_username, order.recipient_user_id)
+    status = order.status
+    if status == S.AWAITING_PAYMENT:
+        return f"Waiting for your payment of {money_display(order.price, order.currency)}."
+    if status in (S.PAID, S.SUBMITTING, S.PROCESSING):
+        return f"Payment received. Sending {stars} to {handle}…"
+    if status == S.DELIVERED:
+        return f"✅ {stars} sent to {handle}. Order #{order.reference}"
+    if status in (S.FAILED, S.REFUND_PENDING):
+        return (f"We couldn't send the {stars} to {handle}, so nothing was delivered. "
+                "Your payment is being refunded.")
+    if status == S.REFUNDED:
+        return (f"We couldn't send the {stars} to {handle}, so nothing was delivered. "
+                "Your payment has been refunded.")
+    if status == S.EXPIRED:
+        return "This order expired before it was paid. Nothing was charged."
+    if status == S.CANCELLED:
+        return "This order was cancelled. Nothing was charged."
+    # unknown, on_hold, review: a person or the sweeper will finish it.
+    return ("We're on it: your order is safe and we're checking it with our supplier. "
+            f"Either the {stars} reach {handle} or your payment is refunded. No need to pay again.")
+
+
+def order_status_payload(order: Order) -> dict[str, Any]:
+    return {
+        "reference": order.reference,
+        "status": order.status,
+        "status_label": STATUS_LABELS.get(order.status, order.get_status_display()),
+        "message": order_status_message(order),
+        "is_final": order.status in FINAL_STATUSES,
+    }
+
+
+def _quote_context(quote: Quote) -> dict[str, Any]:
+    return {
+        "name": quote.name,
+        "stars": quote.quantity,
+        "unit_name": quote.product.unit_name,
+        "price": money_display(quote.price, quote.currency),
+    }
+
+
+def _page(request: HttpRequest, template: str, context: dict[str, Any] | None = None,
+          status: int = 200) -> HttpResponse:
+    """Render with what base.html needs (templates/ has no context processor of ours)."""
+    base = {
+        "shop_name": settings.SHOP_NAME,
+        "test_mode": settings.SUPPLIER_CODE == "sandbox",
+    }
+    return render(request, template, {**base, **(context or {})}, status=status)
+
+
+# --- Session helpers ------------------------------------------------------------------------
+
+
+def _session_choice(request: HttpRequest) -> dict[str, int] | None:
+    """The package or quantity the buyer chose, if the session holds a well-formed one."""
+    choice = request.session.get(SESSION_CHOICE)
+    if isinstance(choice, dict) and len(choice) == 1:
+        key, value = next(iter(choice.items()))
+        if key in ("package_id", "quantity") and type(value) is int:
+            return {key: value}
+    return None
+
+
+def _session_recipient(request: HttpRequest) -> dict[str, str] | None:
+    recipient = request.session.get(SESSION_RECIPIENT)
+    if isinstance(recipient, dict) and recipient.get("user_id") and recipient.get("input"):
+        return recipient
+    return None
+
+
+def _confirm_fingerprint(choice: dict[str, int], recipient: dict[str, str]) -> str:
+    """What a confirm page showed, to tell whether the session changed under it."""
+    (key, value), = choice.items()
+    return f"{key}={value}|{recipient['user_id']}|{recipient.get('username') or ''}"
+
+
+def _confirm_token_issue(request: HttpRequest, fingerprint: str) -> str:
+    tokens = dict(request.session.get(SESSION_CONFIRM_TOKENS) or {})
+    token = secrets.token_urlsafe(16)
+    tokens[token] = fingerprint
+    request.session[SESSION_CONFIRM_TOKENS] = dict(list(tokens.items())[-KEEP_TOKENS:])
+    return token
+
+
+def _placed_orders(request: HttpRequest, *, lock: bool = False) -> dict[str, str]:
+    """Orders this session placed, by confirm token, as stored (not as this request cached).
+
+    With lock=True (inside a transaction) the session row is locked first, so of two POSTs
+    of one form racing each other the second waits and then sees the first one's order.
+    """
+    key = request.session.session_key
+    if key is None:
+        return {}
+    if lock and settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
+        list(Session.objects.select_for_update().filter(pk=key).values_list("pk", flat=True))
+    stored = type(request.session)(session_key=key).load()
+    placed = stored.get(SESSION_PLACED) or {}
+    return {**(request.session.get(SESSION_PLACED) or {}), **placed}
+
+
+# --- Pages ----------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def catalog(request: HttpRequest) -> HttpResponse:
+    """The packages and the custom amount; choosing one stores it and asks for the recipient."""
+    try:
+        product = product_default()
+    except ProductUnavailable as exc:
+        return _page(request, "shop/closed.html", {"reason": str(exc)}, status=503)
+    packages = list(package_list(product=product))
+    package_form = PackageChoiceForm(packages=packages)
+    custom_form = CustomAmountForm(product=product)
+    if request.method == "POST":
+        choice: dict[str, int] | None = None
+        form: PackageChoiceForm | CustomAmountForm
+        if "package" in request.POST:
+            form = package_form = PackageChoiceForm(request.POST, packages=packages)
+            if form.is_valid():
+                choice = {"package_id": form.cleaned_data["package"]}
+        else:
+            form = custom_form = CustomAmountForm(request.POST, product=product)
+            if form.is_valid():
+                choice = {"quantity": form.cleaned_data["quantity"]}
+        if choice is not None:
+            try:
+                quote_build(product=product, **choice)
+            except CatalogError as exc:
+                form.add_error(None, str(exc))
+            else:
+                request.session[SESSION_CHOICE] = choice
+                return redirect("shop:recipient")
+    return _page(request, "shop/catalog.html", {
+        "product": product,
+        "packages": [
+            {"id": package.pk, "name": package.name, "stars": package.quantity,
+             "price": money_display(package.price, package.currency)}
+            for package in packages
+        ],
+        "unit_price": money_display(product.custom_unit_price, product.currency),
+        "package_form": package_form,
+        "custom_form": custom_form,
+        "selected": _session_choice(request),
+    }, status=400 if request.method == "POST" else 200)
+
+
+def _chosen_quote(request: HttpRequest) -> tuple[Product, dict[str, int], Quote] | HttpResponse:
+    """The product, session choice and its current price, or a redirect to the catalog."""
+    choice = _session_choice(request)
+    if choice is None:
+        messages.info(request, MSG_CHOOSE_FIRST)
+        return redirect("shop:catalog")
+    try:
+        product = product_default()
+        quote = quote_build(product=product, **choice)
+    except CatalogError as exc:
+        request.session.pop(SESSION_CHOICE, None)
+        messages.error(request, f"{exc} Please choose again.")
+        return redirect("shop:catalog")
+    return product, choice, quote
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def recipient(request: HttpRequest) -> HttpResponse:
+    """Ask for the Telegram account and check with the supplier that it exists."""
+    chosen = _chosen_quote(request)
+    if isinstance(chosen, HttpResponse):
+        return chosen
+    _, _, quote = chosen
+    current = _session_recipient(request)
+    form = RecipientForm(initial={"recipient": current["input"]} if current else None)
+    status = 200
+    if request.method == "POST":
+        # A failed attempt must not leave an earlier account silently confirmed.
+        request.session.pop(SESSION_RECIPIENT, None)
+        form = RecipientForm(request.POST)
+        if form.is_valid():
+            try:
+                normalised, info = recipient_validate(raw=form.cleaned_data["recipient"])
+            except InvalidRecipientInput as exc:
+                form.add_error("recipient", str(exc))
+            except InvalidRecipient:
+                form.add_error("recipient", MSG_NOT_FOUND)
+            except SupplierError as exc:
+                logger.warning("recipient check failed: %r", exc)
+                form.add_error("recipient", MSG_SUPPLIER_DOWN)
+            else:
+                request.session[SESSION_RECIPIENT] = {
+                    "input": normalised, "user_id": info.user_id, "username": info.username or "",
+                }
+                return redirect("shop:confirm")
+        status = 400
+    return _page(request, "shop/recipient.html", {
+        "quote": _quote_context(quote), "form": form,
+    }, status=status)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def confirm(request: HttpRequest) -> HttpResponse:
+    """Show who gets what for how much; the buyer's yes places the order."""
+    token = request.POST.get("token", "") if request.method == "POST" else ""
+    if token:
+        # A repeated POST of a form that already placed its order (double click, reload).
+        public_id = _placed_orders(request).get(token)
+        if public_id:
+            return redirect("shop:order_pay", public_id=public_id)
+    chosen = _chosen_quote(request)
+    if isinstance(chosen, HttpResponse):
+        return chosen
+    product, choice, quote = chosen
+    current = _session_recipient(request)
+    if current is None:
+        messages.info(request, MSG_RECIPIENT_FIRST)
+        return redirect("shop:recipient")
+    fingerprint = _confirm_fingerprint(choice, current)
+    methods = payment_methods_for(CHANNEL)
+    status = 200
+    form = ConfirmForm(payment_methods=methods)
+    if request.method == "POST":
+        form = ConfirmForm(request.POST, payment_methods=methods)
+        issued = request.session.get(SESSION_CONFIRM_TOKENS) or {}
+        if form.is_valid():
+            shown = issued.get(form.cleaned_data["token"])
+            if shown is None:
+                form.add_error(None, EXPIRED_FORM_MESSAGE)
+            elif shown != fingerprint:
+                form.add_error(None, MSG_CHANGED)
+            else:
+                placed = _order_place(request, form.cleaned_data, product, choice, current)
+                if isinstance(placed, str):
+                    form.add_error(None, placed)
+                else:
+                    return redirect("shop:order_pay", public_id=placed.public_id)
+        status = 400
+    # Each render is a new confirmation with its own token; the posted one is spent or stale.
+    return _page(request, "shop/confirm.html", {
+        "token": _confirm_token_issue(request, fingerprint),
+        "quote": _quote_context(quote),
+        "handle": recipient_handle(current.get("username"), current["user_id"]),
+        "user_id": current["user_id"],
+        "form": form,
+        "no_methods": not methods,
+    }, status=status)
+
+
+def _order_place(request: HttpRequest, cleaned: dict[str, Any], product: Product,
+                 choice: dict[str, int], current: dict[str, str]) -> Order | str:
+    """Create the order once per confirm token; returns it, or a message for the buyer."""
+    token = cleaned["token"]
+    try:
+        with transaction.atomic():
+            placed = _placed_orders(request, lock=True)
+            if token in placed:
+                return Order.objects.get(public_id=placed[token])
+            order = order_create(
+                channel=CHANNEL,
+                product=product,
+                recipient_input=current["input"],
+                recipient=RecipientInfo(user_id=current["user_id"],
+                                        username=current.get("username") or None),
+                payment_method=cleaned["payment_method"],
+                buyer_session_key=request.session.session_key or "",
+                **choice,
+            )
+            placed[token] = str(order.public_id)
+            tokens = dict(request.session.get(SESSION_CONFIRM_TOKENS) or {})
+            tokens.pop(token, None)
+            request.session[SESSION_CONFIRM_TOKENS] = tokens
+            request.session[SESSION_PLACED] = dict(list(placed.items())[-KEEP_TOKENS:])
+            # Saved in the same transaction as the order, so a racing POST sees both or neither.
+            request.session.save()
+    except PaymentMethodUnavailable as exc:
+        return str(exc)
+    except CatalogError as exc:
+        return f"{exc} Please go back to the catalog and choose again."
+    return order
+
+
+def _sandbox_payable(order: Order) -> bool:
+    """Only sandbox orders, and only while the sandbox is enabled for the order's channel."""
+    return order.payment_method == "sandbox" and "sandbox" in dict(payment_methods_for(order.channel))
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def order_pay(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """The invoice; in test mode a button that simulates the payment; and cancelling."""
+    order = get_object_or_404(Order.objects.select_related("product"), public_id=public_id)
+    if order.status != S.AWAITING_PAYMENT:
+        return redirect("shop:order_status", public_id=order.public_id)
+    sandbox = _sandbox_payable(order)
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "cancel":
+                order_cancel(order=order, actor=f"buyer:{CHANNEL}", reason="Cancelled by the buyer")
+                return redirect("shop:order_status", public_id=order.public_id)
+            if action == "pay" and sandbox:
+                order_pay_sandbox(order=order)
+                return redirect("shop:order_status", public_id=order.public_id)
+        except (OrderStateChanged, InvalidTransition):
+            # Paid, expired or cancelled meanwhile: the status page says which.
+            return redirect("shop:order_status", public_id=order.public_id)
+        messages.error(request, "That action is not available for this order.")
+        return redirect("shop:order_pay", public_id=order.public_id)
+    invoice = payment_provider_get(order.payment_method).create_invoice(order)
+    return _page(request, "shop/pay.html", {
+        "order": order,
+        "invoice": invoice,
+        "amount": money_display(invoice.amount, invoice.currency),
+        "handle": recipient_handle(order.recipient_username, order.recipient_user_id),
+        "sandbox": sandbox,
+    })
+
+
+@never_cache
+@require_GET
+def order_status(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Where the order stands; polls status.json until it is final."""
+    order = get_object_or_404(Order.objects.select_related("product"), public_id=public_id)
+    return _page(request, "shop/status.html", {
+        "order": order,
+        "status": order_status_payload(order),
+        "handle": recipient_handle(order.recipient_username, order.recipient_user_id),
+        "amount": money_display(order.price, order.currency),
+        "status_json_url": reverse("shop:order_status_json", kwargs={"public_id": order.public_id}),
+    })
+
+
+@never_cache
+@require_GET
+def order_status_json(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
+    order = get_object_or_404(Order.objects.select_related("product"), public_id=public_id)
+    return JsonResponse(order_status_payload(order))
+
+
+@require_GET
+def terms(request: HttpRequest) -> HttpResponse:
+    return _page(request, "shop/terms.html")
