@@ -120,11 +120,11 @@ class HttpSupplierClient:
                 json_body={"platform": PLATFORM, "user_id": recipient},
                 moves_money=False,
             )
-        except (SupplierNotFound, SupplierRequestError) as error:
-            if type(error) is SupplierRequestError and error.code != "invalid_request":
+        except SupplierRequestError as error:
+            if not isinstance(error, SupplierNotFound) and error.code != "invalid_request":
                 raise
-            # The only input that varies is the recipient, so a refusal of the request
-            # means the recipient is not one the supplier can resolve.
+            # The only input that varies is the recipient, so invalid_request or not_found
+            # here means the recipient is not one the supplier can resolve.
             raise InvalidRecipient(
                 error.message,
                 code="invalid_recipient",

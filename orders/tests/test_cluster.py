@@ -58,7 +58,7 @@ class Cluster:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
