@@ -108,40 +108,6 @@ class SupplierNotFound(SupplierRequestError):
 
 
 class OrderError(Exception):
-    """Base class for order errors a caller can handle."""
-
-
-class InvalidTransition(OrderError):
-    """The state machine does not declare this move."""
-
-    def __init__(self, reference: str | None, from_status: str, to_status: str) -> None:
-        super().__init__(f"{reference}: {from_status} → {to_status} is not allowed")
-        self.from_status = from_status
-        self.to_status = to_status
-
-
-class OrderStateChanged(OrderError):
-    """Another process moved the order first; re-read it."""
-
-    def __init__(self, reference: str | None, *, expected: str, actual: str | None) -> None:
-        super().__init__(f"{reference}: expected {expected}, found {actual or 'a newer status'}")
-        self.expected = expected
-        self.actual = actual
-
-
-class InvalidRecipientInput(OrderError):
-    """The recipient the buyer typed is not a Telegram user ID or @username."""
-
-
-class PaymentMethodUnavailable(OrderError):
-    """The payment method is unknown or not enabled for this channel."""
-
-
-class PaymentMismatch(OrderError):
-    """A payment confirmation does not belong to this order."""
-
-
-class OrderError(Exception):
     """An order operation that cannot go ahead; admin actions show it to the operator."""
 
 

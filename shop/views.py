@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from orders.exceptions import (
     InvalidRecipient,
@@ -362,6 +362,9 @@ def _order_place(request: HttpRequest, cleaned: dict[str, Any], product: Product
         with transaction.atomic():
             placed = _placed_orders(request, lock=True)
             if token in placed:
+                # Lost the race to our own twin request; don't let this request's stale
+                # session copy overwrite the twin's record when the middleware saves it.
+                request.session[SESSION_PLACED] = placed
                 return Order.objects.get(public_id=placed[token])
             order = order_create(
                 channel=CHANNEL,
@@ -413,18 +416,23 @@ def order_pay(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
             return redirect("shop:order_status", public_id=order.public_id)
         messages.error(request, "That action is not available for this order.")
         return redirect("shop:order_pay", public_id=order.public_id)
-    invoice = payment_provider_get(order.payment_method).create_invoice(order)
+    try:
+        invoice = payment_provider_get(order.payment_method).create_invoice(order)
+    except PaymentMethodUnavailable:
+        # The method was withdrawn after the order was placed: the buyer can only cancel.
+        invoice = None
     return _page(request, "shop/pay.html", {
         "order": order,
         "invoice": invoice,
-        "amount": money_display(invoice.amount, invoice.currency),
+        "amount": (money_display(invoice.amount, invoice.currency) if invoice
+                   else money_display(order.price, order.currency)),
         "handle": recipient_handle(order.recipient_username, order.recipient_user_id),
         "sandbox": sandbox,
     })
 
 
 @never_cache
-@require_GET
+@require_safe
 def order_status(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     """Where the order stands; polls status.json until it is final."""
     order = get_object_or_404(Order.objects.select_related("product"), public_id=public_id)
@@ -438,12 +446,12 @@ def order_status(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def order_status_json(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
     order = get_object_or_404(Order.objects.select_related("product"), public_id=public_id)
     return JsonResponse(order_status_payload(order))
 
 
-@require_GET
+@require_safe
 def terms(request: HttpRequest) -> HttpResponse:
     return _page(request, "shop/terms.html")
