@@ -66,8 +66,8 @@ user_id    username            behaviour
                                timeout); for killing a worker mid-call
 =========  ==================  ==========================================================
 
-Any other numeric ID N is valid as ``@userN``; any other well-formed ``@name`` is valid
-with a stable numeric ID derived from the lower-cased name. Their top-ups complete at once.
+Any other numeric ID N is valid as ``@userN`` (and ``@userN`` resolves back to N); any other
+well-formed ``@name`` is valid with a stable numeric ID derived from the lower-cased name. Their top-ups complete at once.
 ``/_sandbox/rename`` overrides all of this for the name and ID it is given.
 """
 
@@ -233,6 +233,10 @@ def _money(amount: Decimal) -> str:
 
 def _derived_user_id(username: str) -> str:
     """A stable numeric ID for a non-magic username, so the same name always maps the same."""
+    # @userN is the name the sandbox gives numeric ID N, so it must lead back to N.
+    generic = re.fullmatch(r"@user([1-9][0-9]{0,19})", username.lower())
+    if generic:
+        return generic.group(1)
     digest = hashlib.sha256(username.lower().encode()).digest()
     return str(int.from_bytes(digest[:8], "big") % 10**10 + 10**9)
 

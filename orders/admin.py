@@ -81,7 +81,7 @@ class OrderAdmin(admin.ModelAdmin):
                                  "supplier_status", "fulfilment_attempts", "next_action_at")}),
         ("Times", {"fields": ("created_at", "expires_at", "paid_at", "delivered_at",
                               "status_changed_at", "updated_at")}),
-        ("Buyer", {"fields": ("buyer_telegram_id", "buyer_session_key")}),
+        ("Buyer", {"fields": ("buyer_telegram_id", "buyer_session_hash", "request_key")}),
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Order | None = None):

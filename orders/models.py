@@ -61,7 +61,10 @@ class Order(models.Model):
     payment_fee = models.DecimalField(max_digits=12, decimal_places=2, default=0)
 
     buyer_telegram_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    buyer_session_key = models.CharField(max_length=64, blank=True, db_index=True)
+    # A keyed hash of the storefront session, never the session key itself.
+    buyer_session_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    # The client's key for "place this order": a repeated request returns the same order.
+    request_key = models.CharField(max_length=100, blank=True, editable=False)
 
     idempotency_key = models.CharField(max_length=64, unique=True, editable=False)
     supplier_order_id = models.CharField(max_length=100, blank=True, db_index=True)
@@ -83,6 +86,10 @@ class Order(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(stars__gt=0), name="order_stars_positive"),
             models.CheckConstraint(condition=Q(price__gt=0), name="order_price_positive"),
+            models.UniqueConstraint(
+                fields=["channel", "request_key"], condition=~Q(request_key=""),
+                name="order_unique_request_key",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from orders import queue
 from orders.exceptions import (
@@ -42,7 +43,7 @@ from orders.suppliers.base import RecipientInfo, SupplierOrder, SupplierOrderSta
 from orders.transitions import IN_FLIGHT_STATUSES, order_transition
 from shop.models import Product
 from shop.money import percent_of
-from shop.selectors import quote_build
+from shop.selectors import Quote, quote_build
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +100,45 @@ def order_create(
     quantity: int | None = None,
     buyer_telegram_id: int | None = None,
     buyer_session_key: str = "",
+    request_key: str = "",
 ) -> Order:
-    """Place an order awaiting payment, priced from the catalog at this moment."""
+    """Place an order awaiting payment, priced from the catalog at this moment.
+
+    A non-empty request_key makes the call idempotent per channel: repeating it (a double
+    click, a retried request) returns the order the first call placed.
+    """
     if channel not in Channel.values:
         raise ValueError(f"unknown channel {channel!r}")
+    if request_key:
+        existing = Order.objects.filter(channel=channel, request_key=request_key).first()
+        if existing is not None:
+            return existing
     if payment_method not in dict(payment_methods_for(channel)):
         raise PaymentMethodUnavailable("That payment method is not available here.")
+    given = recipient_parse(recipient_input)
     quote = quote_build(product=product, package_id=package_id, quantity=quantity)
+    try:
+        return _order_insert(
+            channel=channel, quote=quote, given=given, recipient=recipient,
+            payment_method=payment_method, buyer_telegram_id=buyer_telegram_id,
+            buyer_session_hash=buyer_session_hash(buyer_session_key) if buyer_session_key else "",
+            request_key=request_key,
+        )
+    except IntegrityError:
+        if not request_key:
+            raise
+        # A twin request with the same key committed first.
+        return Order.objects.get(channel=channel, request_key=request_key)
+
+
+def buyer_session_hash(session_key: str) -> str:
+    """A keyed hash of a session key, so orders can be matched to a session without storing it."""
+    return salted_hmac("orders.buyer_session", session_key, algorithm="sha256").hexdigest()
+
+
+def _order_insert(*, channel: str, quote: Quote, given: str, recipient: RecipientInfo,
+                  payment_method: str, buyer_telegram_id: int | None, buyer_session_hash: str,
+                  request_key: str) -> Order:
     now = _now()
     with transaction.atomic():
         order = Order.objects.create(
@@ -116,7 +149,7 @@ def order_create(
             package_name=quote.name,
             platform=quote.product.platform,
             stars=quote.quantity,
-            recipient_input=recipient_input[:64],
+            recipient_input=given,
             recipient_user_id=recipient.user_id,
             recipient_username=recipient.username or "",
             price=quote.price,
@@ -127,7 +160,8 @@ def order_create(
             payment_method=payment_method,
             payment_fee=percent_of(quote.price, payment_fee_percent(payment_method)),
             buyer_telegram_id=buyer_telegram_id,
-            buyer_session_key=buyer_session_key,
+            buyer_session_hash=buyer_session_hash,
+            request_key=request_key,
             idempotency_key=uuid.uuid4().hex,
             expires_at=now + timedelta(minutes=settings.ORDER_PAYMENT_WINDOW_MINUTES),
         )
@@ -234,6 +268,9 @@ def order_pay_sandbox(*, order: Order) -> Order:
     provider = payment_provider_get("sandbox")
     if order.payment_method != "sandbox":
         raise PaymentMethodUnavailable("This order is not paid with the sandbox method.")
+    if "sandbox" not in dict(payment_methods_for(order.channel)):
+        # Simulated payments exist only while test mode is on for this channel.
+        raise PaymentMethodUnavailable("Sandbox payments are turned off.")
     return order_mark_paid(
         order=order,
         provider="sandbox",
@@ -312,8 +349,9 @@ def _backoff(order: Order, base: float = 2.0, cap: float = 300.0) -> timedelta:
 def _submit(step: _Step) -> None:
     order = step.order
     client = step.client
-    # Re-validate right before the money moves: a @username may have changed owners.
-    lookup = order.recipient_username or order.recipient_user_id
+    # Re-validate right before the money moves, by what the buyer confirmed: a @username may
+    # have changed owners since; a numeric ID cannot, whatever its username is now.
+    lookup = order.recipient_input
     try:
         current = client.validate_recipient(lookup)
     except InvalidRecipient as exc:

@@ -12,8 +12,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.sessions.models import Session
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -49,12 +47,11 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "web"
 # Session keys. CHOICE: {"package_id": int} or {"quantity": int}. RECIPIENT: {"input",
-# "user_id", "username"}. CONFIRM_TOKENS: {token: what the confirm page showed}.
-# PLACED: {token: order public_id}, so a repeated POST finds the order it already made.
+# "user_id", "username"}. CONFIRM_TOKENS: {token: what the confirm page showed}; a token
+# that placed an order finds it again through Order.request_key.
 SESSION_CHOICE = "shop_choice"
 SESSION_RECIPIENT = "shop_recipient"
 SESSION_CONFIRM_TOKENS = "shop_confirm_tokens"
-SESSION_PLACED = "shop_placed"
 KEEP_TOKENS = 10
 
 MSG_NOT_FOUND = "We couldn't find that Telegram account. Check the ID or username and try again."
@@ -193,20 +190,9 @@ def _confirm_token_issue(request: HttpRequest, fingerprint: str) -> str:
     return token
 
 
-def _placed_orders(request: HttpRequest, *, lock: bool = False) -> dict[str, str]:
-    """Orders this session placed, by confirm token, as stored (not as this request cached).
-
-    With lock=True (inside a transaction) the session row is locked first, so of two POSTs
-    of one form racing each other the second waits and then sees the first one's order.
-    """
-    key = request.session.session_key
-    if key is None:
-        return {}
-    if lock and settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
-        list(Session.objects.select_for_update().filter(pk=key).values_list("pk", flat=True))
-    stored = type(request.session)(session_key=key).load()
-    placed = stored.get(SESSION_PLACED) or {}
-    return {**(request.session.get(SESSION_PLACED) or {}), **placed}
+def _request_key(token: str) -> str:
+    """The order's request key for a confirm token: the database makes it one order per token."""
+    return f"confirm:{token}"
 
 
 # --- Pages ----------------------------------------------------------------------------------
@@ -312,9 +298,9 @@ def confirm(request: HttpRequest) -> HttpResponse:
     token = request.POST.get("token", "") if request.method == "POST" else ""
     if token:
         # A repeated POST of a form that already placed its order (double click, reload).
-        public_id = _placed_orders(request).get(token)
-        if public_id:
-            return redirect("shop:order_pay", public_id=public_id)
+        placed = Order.objects.filter(channel=CHANNEL, request_key=_request_key(token)).first()
+        if placed is not None:
+            return redirect("shop:order_pay", public_id=placed.public_id)
     chosen = _chosen_quote(request)
     if isinstance(chosen, HttpResponse):
         return chosen
@@ -357,37 +343,22 @@ def confirm(request: HttpRequest) -> HttpResponse:
 def _order_place(request: HttpRequest, cleaned: dict[str, Any], product: Product,
                  choice: dict[str, int], current: dict[str, str]) -> Order | str:
     """Create the order once per confirm token; returns it, or a message for the buyer."""
-    token = cleaned["token"]
     try:
-        with transaction.atomic():
-            placed = _placed_orders(request, lock=True)
-            if token in placed:
-                # Lost the race to our own twin request; don't let this request's stale
-                # session copy overwrite the twin's record when the middleware saves it.
-                request.session[SESSION_PLACED] = placed
-                return Order.objects.get(public_id=placed[token])
-            order = order_create(
-                channel=CHANNEL,
-                product=product,
-                recipient_input=current["input"],
-                recipient=RecipientInfo(user_id=current["user_id"],
-                                        username=current.get("username") or None),
-                payment_method=cleaned["payment_method"],
-                buyer_session_key=request.session.session_key or "",
-                **choice,
-            )
-            placed[token] = str(order.public_id)
-            tokens = dict(request.session.get(SESSION_CONFIRM_TOKENS) or {})
-            tokens.pop(token, None)
-            request.session[SESSION_CONFIRM_TOKENS] = tokens
-            request.session[SESSION_PLACED] = dict(list(placed.items())[-KEEP_TOKENS:])
-            # Saved in the same transaction as the order, so a racing POST sees both or neither.
-            request.session.save()
+        return order_create(
+            channel=CHANNEL,
+            product=product,
+            recipient_input=current["input"],
+            recipient=RecipientInfo(user_id=current["user_id"],
+                                    username=current.get("username") or None),
+            payment_method=cleaned["payment_method"],
+            buyer_session_key=request.session.session_key or "",
+            request_key=_request_key(cleaned["token"]),
+            **choice,
+        )
     except PaymentMethodUnavailable as exc:
         return str(exc)
     except CatalogError as exc:
         return f"{exc} Please go back to the catalog and choose again."
-    return order
 
 
 def _sandbox_payable(order: Order) -> bool:

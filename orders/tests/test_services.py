@@ -72,7 +72,7 @@ def test_order_create_copies_catalog_price_and_cost(catalog, supplier):
 
 def test_custom_quantity_priced_per_unit(catalog, supplier):
     info = RecipientInfo(user_id="100000001", username="@sandbox_ok")
-    order = services.order_create(channel="web", product=catalog, recipient_input="x", recipient=info,
+    order = services.order_create(channel="web", product=catalog, recipient_input="@sandbox_ok", recipient=info,
                                   payment_method="sandbox", quantity=777)
     assert order.price == Decimal("13.99")  # 777 × 0.018 = 13.986
     assert order.cost == Decimal("12.82")  # 777 × 0.0165 = 12.8205
@@ -379,3 +379,56 @@ def test_sweeper_picks_only_due_in_flight_orders(make_order, enqueued):
     assert result.enqueued == [due.pk]
     assert not_due.pk not in result.enqueued
     assert result.refunds == [stalled_refund.pk]
+
+
+def test_request_key_makes_order_create_idempotent(catalog, supplier):
+    info = RecipientInfo(user_id="100000001", username="@sandbox_ok")
+    kwargs = dict(channel="web", product=catalog, recipient_input="@sandbox_ok", recipient=info,
+                  payment_method="sandbox", quantity=100, request_key="confirm:abc")
+    first = services.order_create(**kwargs)
+    again = services.order_create(**kwargs)
+    assert again.pk == first.pk
+    other_channel = services.order_create(**{**kwargs, "channel": "bot"})
+    assert other_channel.pk != first.pk
+    assert Order.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_order_create_with_one_request_key(catalog, supplier):
+    info = RecipientInfo(user_id="100000001", username="@sandbox_ok")
+    barrier = threading.Barrier(4)
+    placed: list[int] = []
+
+    def submit():
+        try:
+            barrier.wait()
+            placed.append(services.order_create(
+                channel="web", product=catalog, recipient_input="100000001", recipient=info,
+                payment_method="sandbox", quantity=100, request_key="confirm:race").pk)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(placed) == 4 and len(set(placed)) == 1
+    assert Order.objects.count() == 1
+
+
+def test_numeric_id_recipient_is_delivered_whatever_its_username(catalog, supplier, enqueued,
+                                                                  django_capture_on_commit_callbacks):
+    order = paid_order(catalog, "123456789", enqueued, django_capture_on_commit_callbacks)
+    assert order.recipient_input == "123456789"
+    assert services.order_fulfil(order_id=order.pk).status == S.DELIVERED
+
+
+def test_sandbox_payment_refused_when_sandbox_is_off(catalog, supplier, enqueued, settings):
+    order = place(catalog, "@sandbox_ok")
+    settings.PAYMENT_METHODS = {**settings.PAYMENT_METHODS,
+                                "sandbox": {**settings.PAYMENT_METHODS["sandbox"], "enabled": False}}
+    with pytest.raises(PaymentMethodUnavailable):
+        services.order_pay_sandbox(order=order)
+    order.refresh_from_db()
+    assert order.status == S.AWAITING_PAYMENT
