@@ -31,6 +31,7 @@ from orders.exceptions import (
     RateLimited,
     SupplierAuthError,
     SupplierError,
+    SupplierNotFound,
     SupplierRequestError,
     SupplierUnavailable,
 )
@@ -322,8 +323,17 @@ def _fulfil_pass(step: _Step) -> None:
     order = step.order
     now = _now()
     due = order.next_action_at is None or order.next_action_at <= now
+    give_up_at = (order.paid_at or order.created_at) + timedelta(hours=settings.FULFILMENT_GIVE_UP_HOURS)
     try:
-        if order.status == S.SUBMITTING and due:
+        if order.status in (S.PROCESSING, S.UNKNOWN) and due and now >= give_up_at:
+            # Still not settled after this long: a person must ask the supplier.
+            step.order = order_transition(
+                order=order, to_status=S.REVIEW, actor=step.actor, expected_status=order.status,
+                reason=f"Not settled {settings.FULFILMENT_GIVE_UP_HOURS} h after payment; "
+                       "check with the supplier",
+                data={"supplier_order_id": order.supplier_order_id},
+            )
+        elif order.status == S.SUBMITTING and due:
             # The worker that claimed it died or hung mid-call: we cannot know what the
             # supplier did, so only a lookup by our idempotency key may decide.
             step.order = order_transition(
@@ -461,6 +471,8 @@ def _poll(step: _Step) -> None:
             found = step.client.get_order(order.supplier_order_id)
         else:
             found = step.client.find_by_reference(order.idempotency_key)
+    except SupplierNotFound:
+        found = None
     except SupplierError as exc:
         _retry_later(step, exc, timedelta(seconds=5), status=S.PROCESSING)
         return
@@ -500,14 +512,6 @@ def _apply_supplier_order(step: _Step, found: SupplierOrder, *, expected: str) -
                 next_action_at=_now() + delay, **common,
             )
         else:
-            give_up = order.paid_at and _now() - order.paid_at > timedelta(
-                hours=settings.FULFILMENT_GIVE_UP_HOURS)
-            if give_up:
-                step.order = order_transition(
-                    order=order, to_status=S.REVIEW, actor=step.actor, expected_status=expected,
-                    reason="Supplier has not finished the order in time", data=data,
-                )
-                return
             Order.objects.filter(pk=order.pk, status=S.PROCESSING).update(
                 next_action_at=_now() + delay, supplier_status=str(found.status))
             step.order = Order.objects.get(pk=order.pk)

@@ -432,3 +432,21 @@ def test_sandbox_payment_refused_when_sandbox_is_off(catalog, supplier, enqueued
         services.order_pay_sandbox(order=order)
     order.refresh_from_db()
     assert order.status == S.AWAITING_PAYMENT
+
+
+def test_order_the_supplier_forgot_is_looked_up_again(catalog, supplier, make_order, enqueued):
+    order = make_order(S.PROCESSING, supplier_order_id="SUP-999999", paid_at=timezone.now(),
+                       next_action_at=timezone.now())
+    order = services.order_fulfil(order_id=order.pk, budget_seconds=0)
+    # get_order said not_found: the order is unknown, to be settled by a lookup by our key.
+    assert order.status == S.UNKNOWN
+    assert "lost track" in order.status_reason
+
+
+@pytest.mark.parametrize("status", [S.PROCESSING, S.UNKNOWN])
+def test_unsettled_orders_go_to_review_after_the_give_up_time(make_order, supplier, status, settings):
+    long_ago = timezone.now() - timedelta(hours=settings.FULFILMENT_GIVE_UP_HOURS, minutes=1)
+    order = make_order(status, paid_at=long_ago, next_action_at=timezone.now())
+    order = services.order_fulfil(order_id=order.pk, budget_seconds=0)
+    assert order.status == S.REVIEW and "check with the supplier" in order.status_reason
+    assert supplier.topup_calls(order.idempotency_key) == 0
