@@ -1,5 +1,6 @@
 """Enqueueing background jobs; called from transaction.on_commit so a job never sees uncommitted rows."""
 
+from django.conf import settings
 from django_q.tasks import async_task
 
 
@@ -12,3 +13,10 @@ def enqueue_refund(order_id: int) -> None:
     """Ask a worker to refund the order's payments."""
     async_task("orders.tasks.refund_order", order_id, group="refund", task_name=f"refund-{order_id}")
 
+
+
+def enqueue_buyer_notice(order_id: int, channel: str, status: str) -> None:
+    """Tell the buyer about a final move, through the channel they ordered on, if it has a sender."""
+    task = settings.ORDER_NOTICE_TASKS.get(channel)
+    if task:
+        async_task(task, order_id, status, group="notify", task_name=f"notify-{order_id}-{status}")

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from orders import queue
 from orders.exceptions import InvalidTransition, OrderStateChanged
 from orders.models import Order, OrderEvent
 from orders.models import OrderStatus as S
@@ -34,6 +35,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 FINAL_STATUSES = frozenset({S.DELIVERED, S.REFUNDED, S.EXPIRED, S.CANCELLED})
+# Moves the buyer is told about, through the channel they ordered on.
+BUYER_NOTICE_STATUSES = frozenset({S.DELIVERED, S.REFUND_PENDING, S.REFUNDED})
 # Paid orders a worker still owes something: the sweeper's queue.
 IN_FLIGHT_STATUSES = frozenset({S.PAID, S.SUBMITTING, S.PROCESSING, S.UNKNOWN})
 
@@ -93,6 +96,11 @@ def order_transition(
             reason=reason[:255],
             data=data or {},
         )
+        if to_status in BUYER_NOTICE_STATUSES:
+            channel, order_id = order.channel, order.pk
+            transaction.on_commit(
+                lambda: queue.enqueue_buyer_notice(order_id, channel, to_status)
+            )
     for name, value in values.items():
         setattr(order, name, value)
     return order

@@ -164,5 +164,20 @@ PAYMENT_METHODS = {
     },
 }
 
+# --- Telegram bot -----------------------------------------------------------------------
+# The bot runs when a token is set: `manage.py runbot` (long polling) or the webhook view.
+TELEGRAM_BOT_TOKEN = env("TELEGRAM_BOT_TOKEN", default="")
+# Bot API endpoint, e.g. a local Bot API server; python-telegram-bot appends the token.
+TELEGRAM_API_BASE_URL = env("TELEGRAM_API_BASE_URL", default="https://api.telegram.org/bot")
+TELEGRAM_API_FILE_URL = env("TELEGRAM_API_FILE_URL", default="https://api.telegram.org/file/bot")
+# Webhook mode: Telegram sends this in X-Telegram-Bot-Api-Secret-Token; the URL path carries
+# a second secret so the endpoint is not guessable.
+TELEGRAM_WEBHOOK_SECRET = env("TELEGRAM_WEBHOOK_SECRET", default="")
+TELEGRAM_WEBHOOK_PATH = env("TELEGRAM_WEBHOOK_PATH", default="")
+TELEGRAM_WEBHOOK_URL = env("TELEGRAM_WEBHOOK_URL", default="")
+
+# Buyer notices on final order moves, by channel: a django-q2 task per channel that has one.
+ORDER_NOTICE_TASKS = {"bot": "bots.tasks.order_notify"} if TELEGRAM_BOT_TOKEN else {}
+
 # --- Demo --------------------------------------------------------------------------------
 SHOP_NAME = env("SHOP_NAME", default="Stars Reseller")

@@ -22,9 +22,10 @@ def make_order(catalog):
     """Build an order row directly in a given status (test set-up only; code uses services)."""
 
     def make(status: str = OrderStatus.AWAITING_PAYMENT, *, recipient_user_id: str = "100000001",
-             recipient_username: str = "@sandbox_ok", stars: int = 500, **fields) -> Order:
+             recipient_username: str = "@sandbox_ok", stars: int = 500, channel: str = "web",
+             **fields) -> Order:
         order = Order.objects.create(
-            channel="web", product=catalog, product_name=catalog.name, package_name="Standard",
+            channel=channel, product=catalog, product_name=catalog.name, package_name="Standard",
             platform="telegram", stars=stars, recipient_input=recipient_username or recipient_user_id,
             recipient_user_id=recipient_user_id, recipient_username=recipient_username,
             price=Decimal("8.50"), currency="USD", supplier_code="sandbox", cost=Decimal("8.25"),

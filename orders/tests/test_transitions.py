@@ -110,3 +110,28 @@ def test_racing_claims_one_winner(make_order):
         t.join()
     assert results.count("won") == 1
     assert OrderEvent.objects.filter(order=order, to_status=S.SUBMITTING).count() == 1
+
+
+@pytest.mark.parametrize("to_status", [S.DELIVERED, S.REFUND_PENDING])
+def test_final_moves_notify_the_buyer_on_commit(make_order, settings, monkeypatch, to_status,
+                                                django_capture_on_commit_callbacks):
+    settings.ORDER_NOTICE_TASKS = {"bot": "bots.tasks.order_notify"}
+    sent: list[tuple] = []
+    monkeypatch.setattr("orders.queue.async_task", lambda *args, **kw: sent.append(args))
+    order = make_order(S.PROCESSING if to_status == S.DELIVERED else S.FAILED, channel="bot")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        order_transition(order=order, to_status=to_status, actor="test")
+    assert sent == []  # nothing leaves before the commit
+    for callback in callbacks:
+        callback()
+    assert sent == [("bots.tasks.order_notify", order.pk, to_status)]
+
+
+def test_web_orders_have_no_push_notice(make_order, settings, monkeypatch,
+                                        django_capture_on_commit_callbacks):
+    settings.ORDER_NOTICE_TASKS = {"bot": "bots.tasks.order_notify"}
+    sent: list[tuple] = []
+    monkeypatch.setattr("orders.queue.async_task", lambda *args, **kw: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        order_transition(order=make_order(S.PROCESSING), to_status=S.DELIVERED, actor="test")
+    assert sent == []
