@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from orders import services
 from orders.exceptions import OrderError
-from orders.models import Order, OrderEvent, Payment, SupplierAttempt
+from orders.models import Order, OrderEvent, Payment, PaymentEvent, PaymentInvoice, SupplierAttempt
 from orders.models import OrderStatus as S
 
 
@@ -28,6 +28,30 @@ class PaymentInline(admin.TabularInline):
     can_delete = False
     fields = ("provider", "provider_reference", "amount", "currency", "status", "created_at",
               "refund_reference", "refunded_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+
+class PaymentInvoiceInline(admin.TabularInline):
+    model = PaymentInvoice
+    extra = 0
+    can_delete = False
+    fields = ("provider", "status", "amount_minor", "currency", "exponent", "rate",
+              "provider_invoice_id", "comment", "expires_at", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+
+class PaymentEventInline(admin.TabularInline):
+    model = PaymentEvent
+    extra = 0
+    can_delete = False
+    fields = ("received_at", "provider", "event_key", "kind", "amount_minor", "currency",
+              "outcome", "detail")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
@@ -69,7 +93,8 @@ class OrderAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     list_select_related = ("product",)
-    inlines = [PaymentInline, SupplierAttemptInline, OrderEventInline]
+    inlines = [PaymentInvoiceInline, PaymentEventInline, PaymentInline, SupplierAttemptInline,
+               OrderEventInline]
     actions = ["resume_fulfilment", "start_refund", "cancel_unpaid"]
     fieldsets = (
         (None, {"fields": ("reference", "status", "status_reason", "channel", "public_id")}),
@@ -144,3 +169,33 @@ class PaymentAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Payment | None = None) -> bool:
         return False
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Audit rows: visible to operators, written only by services."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(PaymentEvent)
+class PaymentEventAdmin(_ReadOnlyAdmin):
+    list_display = ("received_at", "provider", "kind", "event_key", "order", "amount_minor",
+                    "currency", "outcome", "detail")
+    list_filter = ("provider", "kind", "outcome")
+    search_fields = ("=event_key", "=order__reference")
+    list_select_related = ("order",)
+
+
+@admin.register(PaymentInvoice)
+class PaymentInvoiceAdmin(_ReadOnlyAdmin):
+    list_display = ("order", "provider", "status", "amount_minor", "currency", "expires_at", "created_at")
+    list_filter = ("provider", "status")
+    search_fields = ("=provider_invoice_id", "=comment", "=order__reference")
+    list_select_related = ("order",)

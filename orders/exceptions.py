@@ -143,3 +143,18 @@ class PaymentMismatch(OrderError):
 
 class PaymentMethodUnavailable(OrderError):
     """The payment method does not exist or is not offered on this channel."""
+
+
+# --- Payments ----------------------------------------------------------------------------
+
+
+class PaymentError(Exception):
+    """Base class for payment errors."""
+
+
+class WebhookRejected(PaymentError):
+    """A callback failed authentication or is malformed; answer 400 and change nothing."""
+
+
+class PaymentProviderError(PaymentError):
+    """The payment provider could not be reached or refused a request."""

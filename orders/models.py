@@ -122,18 +122,107 @@ class OrderEvent(models.Model):
         return f"{self.order}: {self.from_status or '∅'} → {self.to_status}"
 
 
+class PaymentInvoice(models.Model):
+    """What we asked a buyer to pay with one method: a quote with an amount and an expiry.
+
+    Amounts are integers in the currency's smallest unit (cents, nanotons, USDT's 10^-6), so
+    comparisons with what arrived are exact.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PAID = "paid", "Paid"
+        EXPIRED = "expired", "Expired"
+        CANCELLED = "cancelled", "Cancelled"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="invoices")
+    provider = models.CharField(max_length=30)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    provider_invoice_id = models.CharField(max_length=200, blank=True)
+    # TON: the unique text comment the buyer's transfer must carry.
+    comment = models.CharField(max_length=64, blank=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=10)
+    exponent = models.PositiveSmallIntegerField(help_text="Decimal places of the currency.")
+    # Order currency per one unit of the invoice currency, when they differ (e.g. USD per TON).
+    rate = models.DecimalField(max_digits=20, decimal_places=9, null=True, blank=True)
+    pay_url = models.TextField(blank=True)
+    expires_at = models.DateTimeField()
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_invoice_id"], condition=~Q(provider_invoice_id=""),
+                name="invoice_unique_provider_id",
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "comment"], condition=~Q(comment=""),
+                name="invoice_unique_comment",
+            ),
+            models.CheckConstraint(condition=Q(amount_minor__gt=0), name="invoice_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} invoice for {self.order}"
+
+
+class PaymentEvent(models.Model):
+    """The inbox: every confirmation a provider sent us, stored raw before it is applied."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Not applied yet"
+        APPLIED = "applied", "Applied"
+        IGNORED = "ignored", "Ignored"
+        REVIEW = "review", "Sent to review"
+        REJECTED = "rejected", "Rejected"
+
+    provider = models.CharField(max_length=30)
+    event_key = models.CharField(max_length=200, help_text="Unique per provider event.")
+    kind = models.CharField(max_length=40)
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="payment_events")
+    invoice = models.ForeignKey(PaymentInvoice, on_delete=models.PROTECT, null=True, blank=True,
+                                related_name="events")
+    amount_minor = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=10, blank=True)
+    body = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.PENDING)
+    detail = models.CharField(max_length=255, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_key"], name="payment_event_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.event_key} ({self.kind})"
+
+
 class Payment(models.Model):
-    """A confirmed payment for an order; one row per provider reference."""
+    """Money received for an order; one row per provider reference."""
 
     class Status(models.TextChoices):
         CONFIRMED = "confirmed", "Confirmed"
         REFUNDED = "refunded", "Refunded"
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payments")
+    invoice = models.ForeignKey(PaymentInvoice, on_delete=models.PROTECT, null=True, blank=True,
+                                related_name="payments")
+    event = models.OneToOneField(PaymentEvent, on_delete=models.PROTECT, null=True, blank=True,
+                                 related_name="payment")
     provider = models.CharField(max_length=30)
     provider_reference = models.CharField(max_length=200)
-    amount = models.DecimalField(max_digits=12, decimal_places=2)
-    currency = models.CharField(max_length=3)
+    amount = models.DecimalField(max_digits=24, decimal_places=9)
+    currency = models.CharField(max_length=10)
+    # What arrived beyond the quote, owed back to the buyer (smallest units of `currency`).
+    excess_minor = models.BigIntegerField(default=0)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.CONFIRMED)
     raw = models.JSONField(default=dict, blank=True)
     refund_reference = models.CharField(max_length=200, blank=True)

@@ -14,6 +14,7 @@ def schedules_ensure(**kwargs: Any) -> None:
     for name, func in (
         ("orders-sweep", "orders.tasks.sweep"),
         ("orders-expire-unpaid", "orders.tasks.expire_unpaid"),
+        ("payments-poll", "orders.tasks.payments_poll"),
     ):
         Schedule.objects.update_or_create(
             name=name,

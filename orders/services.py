@@ -35,7 +35,15 @@ from orders.exceptions import (
     SupplierRequestError,
     SupplierUnavailable,
 )
-from orders.models import Channel, Order, OrderEvent, Payment, SupplierAttempt
+from orders.models import (
+    Channel,
+    Order,
+    OrderEvent,
+    Payment,
+    PaymentEvent,
+    PaymentInvoice,
+    SupplierAttempt,
+)
 from orders.models import OrderStatus as S
 from orders.payments import payment_fee_percent, payment_methods_for, payment_provider_get
 from orders.recipients import recipient_parse
@@ -215,18 +223,29 @@ def order_mark_paid(
     currency: str,
     actor: str,
     raw: dict[str, Any] | None = None,
+    invoice: PaymentInvoice | None = None,
+    event: PaymentEvent | None = None,
+    excess_minor: int = 0,
+    problem: str | None = None,
+    covers_current_price: bool = False,
 ) -> Order:
-    """Apply a verified payment confirmation; replays of the same confirmation change nothing.
+    """Apply a verified payment; replays of the same payment (provider reference) change nothing.
 
     Records the payment, marks the order paid and records the fulfilment job (next_action_at)
-    in one transaction; the worker is enqueued only after it commits.
+    in one transaction; the worker is enqueued only after it commits. `problem` (underpaid,
+    wrong currency), decided by the caller against the quote, sends the order to review
+    instead; without an invoice the order's own price is the quote. Money that arrives for an
+    order no longer waiting for it is recorded and shown to an operator, never dropped.
     """
+    if invoice is None and problem is None and (currency != order.currency or amount < order.price):
+        problem = f"Underpaid: received {amount} {currency}, due {order.price} {order.currency}"
     with transaction.atomic():
         try:
             with transaction.atomic():
                 payment = Payment.objects.create(
                     order=order, provider=provider, provider_reference=provider_reference,
-                    amount=amount, currency=currency, raw=raw or {},
+                    amount=amount, currency=currency, raw=raw or {}, invoice=invoice,
+                    event=event, excess_minor=max(excess_minor, 0),
                 )
         except IntegrityError:
             existing = Payment.objects.get(provider=provider, provider_reference=provider_reference)
@@ -239,48 +258,49 @@ def order_mark_paid(
         order.refresh_from_db()
         data = {"payment_id": payment.pk, "provider": provider, "amount": str(amount),
                 "currency": currency}
-        if order.status != S.AWAITING_PAYMENT:
-            # Money arrived for an order that is no longer waiting for it: never lose it.
-            if order.status in (S.EXPIRED, S.CANCELLED):
-                order_transition(
-                    order=order, to_status=S.REVIEW, actor=actor, data=data,
-                    reason=f"Payment received after the order was {order.status}",
-                )
-            else:
-                order_note(order=order, actor=actor, data=data,
-                           reason="Extra payment received: refund it")
-            return order
-        if currency != order.currency or amount < order.price:
-            return order_transition(
-                order=order, to_status=S.REVIEW, actor=actor, data=data,
-                reason=f"Underpaid: received {amount} {currency}, due {order.price} {order.currency}",
+        if excess_minor > 0:
+            order_note(order=order, actor=actor, data={**data, "excess_minor": excess_minor},
+                       reason=f"Overpaid by {excess_minor} minor units of {currency}: refund the excess")
+        late = order.status == S.EXPIRED
+        if order.status == S.AWAITING_PAYMENT or (late and covers_current_price and not problem):
+            if problem:
+                return order_transition(order=order, to_status=S.REVIEW, actor=actor, data=data,
+                                        reason=problem)
+            order_transition(
+                order=order, to_status=S.PAID, actor=actor, data=data,
+                reason=(f"Payment confirmed by {provider}" if not late else
+                        f"Paid after the quote expired, covering the current price ({provider})"),
+                next_action_at=_now(), expected_status=order.status,
             )
-        order_transition(
-            order=order, to_status=S.PAID, actor=actor, data=data,
-            reason=f"Payment confirmed by {provider}", next_action_at=_now(),
-            expected_status=S.AWAITING_PAYMENT,
-        )
-        transaction.on_commit(lambda: queue.enqueue_fulfilment(order.pk))
+            transaction.on_commit(lambda: queue.enqueue_fulfilment(order.pk))
+        elif order.status in (S.EXPIRED, S.CANCELLED):
+            order_transition(
+                order=order, to_status=S.REVIEW, actor=actor, data=data,
+                reason=(f"Payment received after the order was {order.status}"
+                        + (f"; {problem}" if problem else ""))[:255],
+            )
+        else:
+            order_note(order=order, actor=actor, data=data,
+                       reason="Extra payment received: refund it")
     return order
 
 
 def order_pay_sandbox(*, order: Order) -> Order:
-    """Confirm a sandbox payment through the same path real providers use."""
-    provider = payment_provider_get("sandbox")
+    """Simulate paying an order in test mode, through the same inbox real providers use."""
+    from orders.payments.services import invoice_open, payment_notice_accept
+
     if order.payment_method != "sandbox":
         raise PaymentMethodUnavailable("This order is not paid with the sandbox method.")
     if "sandbox" not in dict(payment_methods_for(order.channel)):
         # Simulated payments exist only while test mode is on for this channel.
         raise PaymentMethodUnavailable("Sandbox payments are turned off.")
-    return order_mark_paid(
-        order=order,
-        provider="sandbox",
-        provider_reference=provider.provider_reference(order),  # type: ignore[attr-defined]
-        amount=order.price,
-        currency=order.currency,
-        actor="payment:sandbox",
-        raw={"simulated": True},
-    )
+    paid = order.invoices.filter(provider="sandbox", status=PaymentInvoice.Status.PAID).first()
+    if paid is not None:
+        return Order.objects.get(pk=order.pk)  # pressed twice: already paid
+    invoice = invoice_open(order=order)
+    provider = payment_provider_get("sandbox")
+    payment_notice_accept(notice=provider.simulate_payment(invoice))  # type: ignore[attr-defined]
+    return Order.objects.get(pk=order.pk)
 
 
 # --- Fulfilling --------------------------------------------------------------------------

@@ -22,3 +22,10 @@ def sweep() -> dict[str, list[int]]:
 def expire_unpaid() -> int:
     """Expire orders whose payment window passed."""
     return services.orders_expire()
+
+
+def payments_poll() -> dict[str, int]:
+    """Ask providers about open invoices (backstop for webhooks; TON reads the chain)."""
+    from orders.payments.services import payments_poll as poll
+
+    return poll()

@@ -27,7 +27,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.FAILED: frozenset({S.REFUND_PENDING}),
     S.REFUND_PENDING: frozenset({S.REFUNDED, S.REVIEW}),
     # Closed for the buyer, but money that arrives late must reach an operator, never vanish.
-    S.EXPIRED: frozenset({S.REVIEW}),
+    # A late payment that covers the current price is accepted (re-quoted), else reviewed.
+    S.EXPIRED: frozenset({S.PAID, S.REVIEW}),
     S.CANCELLED: frozenset({S.REVIEW}),
     # Final: Stars are non-reversible once delivered.
     S.DELIVERED: frozenset(),

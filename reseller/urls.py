@@ -5,5 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("bot/", include("bots.urls")),
+    path("", include("orders.urls")),
     path("", include("shop.urls")),
 ]

@@ -27,7 +27,9 @@ from orders.exceptions import (
 )
 from orders.models import Order
 from orders.models import OrderStatus as S
-from orders.payments import payment_methods_for, payment_provider_get
+from orders.payments import payment_methods_for
+from orders.payments.money import from_minor
+from orders.payments.services import invoice_open
 from orders.services import order_cancel, order_create, order_pay_sandbox, recipient_validate
 from orders.suppliers.base import RecipientInfo
 from orders.display import money_display, order_status_payload, recipient_handle
@@ -310,15 +312,17 @@ def order_pay(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         messages.error(request, "That action is not available for this order.")
         return redirect("shop:order_pay", public_id=order.public_id)
     try:
-        invoice = payment_provider_get(order.payment_method).create_invoice(order)
+        invoice = invoice_open(order=order)
     except PaymentMethodUnavailable:
         # The method was withdrawn after the order was placed: the buyer can only cancel.
         invoice = None
+    except OrderStateChanged:
+        return redirect("shop:order_status", public_id=order.public_id)
     return _page(request, "shop/pay.html", {
         "order": order,
         "invoice": invoice,
-        "amount": (money_display(invoice.amount, invoice.currency) if invoice
-                   else money_display(order.price, order.currency)),
+        "amount": (money_display(from_minor(invoice.amount_minor, invoice.currency), invoice.currency)
+                   if invoice else money_display(order.price, order.currency)),
         "handle": recipient_handle(order.recipient_username, order.recipient_user_id),
         "sandbox": sandbox,
     })

@@ -31,3 +31,9 @@ def payment_methods_for(channel: str) -> list[tuple[str, str]]:
 def payment_fee_percent(code: str) -> Decimal:
     """The method's fee as a percentage of the price, for the margin report."""
     return Decimal(settings.PAYMENT_METHODS.get(code, {}).get("fee_percent", 0))
+
+
+def payment_quote_minutes(code: str) -> int:
+    """How long a quote in this method stays valid (bounded by the order's payment window)."""
+    return int(settings.PAYMENT_METHODS.get(code, {}).get("quote_minutes",
+                                                           settings.ORDER_PAYMENT_WINDOW_MINUTES))

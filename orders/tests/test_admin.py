@@ -88,6 +88,7 @@ def test_cancel_action_only_touches_unpaid(admin_client, make_order, jobs):
 def test_catalog_admin_pages(admin_client, catalog):
     for name in ("admin:shop_product_changelist", "admin:shop_package_changelist",
                  "admin:shop_supplier_changelist", "admin:orders_supplierattempt_changelist",
-                 "admin:orders_payment_changelist"):
+                 "admin:orders_payment_changelist", "admin:orders_paymentevent_changelist",
+                 "admin:orders_paymentinvoice_changelist"):
         assert admin_client.get(reverse(name)).status_code == 200
     assert admin_client.get(reverse("admin:shop_product_change", args=[catalog.pk])).status_code == 200

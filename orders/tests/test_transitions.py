@@ -33,7 +33,7 @@ def test_the_happy_path_is_declared():
 def test_unpaid_orders_never_reach_the_supplier():
     assert not can_transition(S.AWAITING_PAYMENT, S.SUBMITTING)
     assert not can_transition(S.AWAITING_PAYMENT, S.DELIVERED)
-    assert not can_transition(S.EXPIRED, S.PAID)
+    assert not can_transition(S.EXPIRED, S.SUBMITTING)
 
 
 def test_unknown_is_never_resent_directly():

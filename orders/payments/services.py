@@ -1,0 +1,223 @@
+"""Every write about payments: invoices, the inbox of provider events, and applying them.
+
+Every confirmation — webhook, poll result, chain transaction — is first stored in the inbox
+(PaymentEvent, unique per provider event) with its raw body, then applied here, once:
+matched to its invoice, compared in integer smallest units against the stored quote, and
+only then allowed to move the order (through orders.services.order_mark_paid).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orders.exceptions import OrderStateChanged, PaymentMethodUnavailable, PaymentMismatch
+from orders.models import Order, PaymentEvent, PaymentInvoice
+from orders.models import OrderStatus as S
+from orders.payments import payment_methods_for, payment_provider_get, payment_quote_minutes
+from orders.payments.base import NoticeKind, PaymentNotice
+from orders.payments.money import from_minor
+from orders.services import order_cancel, order_mark_paid
+
+logger = logging.getLogger(__name__)
+
+# An invoice this close to expiry is not shown again: the buyer needs time to pay it.
+REUSE_MARGIN = timedelta(minutes=1)
+
+
+def invoice_open(*, order: Order) -> PaymentInvoice:
+    """The order's open invoice for its payment method, created at the provider if needed.
+
+    The provider call happens outside any transaction.
+    """
+    now = timezone.now()
+    existing = order.invoices.filter(
+        provider=order.payment_method, status=PaymentInvoice.Status.OPEN,
+        expires_at__gt=now + REUSE_MARGIN,
+    ).first()
+    if existing is not None:
+        return existing
+    order.refresh_from_db()
+    if order.status != S.AWAITING_PAYMENT:
+        raise OrderStateChanged(order.reference, expected=S.AWAITING_PAYMENT, actual=order.status)
+    if order.payment_method not in dict(payment_methods_for(order.channel)):
+        raise PaymentMethodUnavailable("This payment method is no longer available.")
+    provider = payment_provider_get(order.payment_method)
+    expires_at = min(order.expires_at, now + timedelta(minutes=payment_quote_minutes(provider.code)))
+    quote = provider.create_invoice(order, expires_at=expires_at)
+    return PaymentInvoice.objects.create(
+        order=order, provider=quote.provider, provider_invoice_id=quote.provider_invoice_id,
+        comment=quote.comment, amount_minor=quote.amount_minor, currency=quote.currency,
+        exponent=quote.exponent, rate=quote.rate, pay_url=quote.pay_url,
+        expires_at=quote.expires_at, raw=quote.raw,
+    )
+
+
+def payment_notice_accept(*, notice: PaymentNotice) -> PaymentEvent:
+    """Store a verified provider notice in the inbox (once per provider event), then apply it."""
+    try:
+        with transaction.atomic():
+            event = PaymentEvent.objects.create(
+                provider=notice.provider, event_key=notice.event_key[:200], kind=notice.kind,
+                amount_minor=notice.amount_minor, currency=notice.currency,
+                body=notice.body, data=_notice_data(notice),
+            )
+    except IntegrityError:
+        event = PaymentEvent.objects.get(provider=notice.provider, event_key=notice.event_key[:200])
+    if event.outcome == PaymentEvent.Outcome.PENDING:
+        event = payment_event_apply(event_id=event.pk, notice=notice)
+    return event
+
+
+def payment_event_apply(*, event_id: int, notice: PaymentNotice | None = None) -> PaymentEvent:
+    """Apply one inbox event exactly once; a replay or a racing twin changes nothing."""
+    event = PaymentEvent.objects.get(pk=event_id)
+    if event.outcome != PaymentEvent.Outcome.PENDING:
+        return event
+    notice = notice or _notice_from_event(event)
+    invoice = _invoice_for(notice)
+    # Late payments are priced again; that may call the provider (a rate), so do it first,
+    # outside the transaction.
+    requoted: int | None = None
+    if invoice is not None and notice.kind == NoticeKind.PAID and _is_late(invoice, notice):
+        requoted = payment_provider_get(invoice.provider).requote_minor(invoice)
+    with transaction.atomic():
+        claimed = PaymentEvent.objects.filter(
+            pk=event.pk, outcome=PaymentEvent.Outcome.PENDING, processed_at__isnull=True
+        ).update(processed_at=timezone.now())
+        if claimed != 1:
+            return PaymentEvent.objects.get(pk=event.pk)
+        outcome, detail = _apply(event, notice, invoice, requoted)
+        PaymentEvent.objects.filter(pk=event.pk).update(
+            outcome=outcome, detail=detail[:255], invoice=invoice,
+            order=invoice.order if invoice else None,
+        )
+    event.refresh_from_db()
+    if outcome == PaymentEvent.Outcome.REJECTED:
+        logger.warning("payment event %s rejected: %s", event, detail)
+    return event
+
+
+def _apply(event: PaymentEvent, notice: PaymentNotice, invoice: PaymentInvoice | None,
+           requoted: int | None) -> tuple[str, str]:
+    O = PaymentEvent.Outcome
+    if invoice is None:
+        return O.IGNORED, "No invoice of ours matches this event"
+    order = invoice.order
+    if notice.order_reference and notice.order_reference != order.reference:
+        return O.REJECTED, f"Event names order {notice.order_reference}, invoice is {order.reference}"
+    if notice.kind == NoticeKind.EXPIRED:
+        PaymentInvoice.objects.filter(pk=invoice.pk, status=PaymentInvoice.Status.OPEN).update(
+            status=PaymentInvoice.Status.EXPIRED)
+        others_open = order.invoices.filter(status=PaymentInvoice.Status.OPEN).exclude(pk=invoice.pk)
+        if order.status == S.AWAITING_PAYMENT and not others_open.exists():
+            try:
+                order_cancel(order=order, actor=f"payment:{invoice.provider}",
+                             reason="The payment session expired unpaid")
+            except OrderStateChanged:
+                pass
+        return O.APPLIED, "Invoice expired"
+    if notice.kind != NoticeKind.PAID:
+        return O.IGNORED, f"{notice.kind} events need no action"
+    if notice.amount_minor is None or notice.amount_minor <= 0:
+        return O.REJECTED, "Payment event without a positive amount"
+    amount = notice.amount_minor
+    problem = None
+    excess = 0
+    covers_now = False
+    if notice.currency.upper() != invoice.currency.upper():
+        problem = f"Paid in {notice.currency}, quoted in {invoice.currency}"
+    else:
+        due = invoice.amount_minor if requoted is None else max(requoted, 0)
+        if amount < invoice.amount_minor and (requoted is None or amount < due):
+            problem = (f"Underpaid: received {from_minor(amount, invoice.currency)} "
+                       f"{invoice.currency}, due {from_minor(due, invoice.currency)}")
+        else:
+            covers_now = requoted is None or amount >= requoted
+            if requoted is not None and not covers_now:
+                problem = (f"Paid after the quote expired; "
+                           f"{from_minor(amount, invoice.currency)} no longer covers "
+                           f"{from_minor(requoted, invoice.currency)} {invoice.currency}")
+            excess = amount - (invoice.amount_minor if requoted is None else min(due, invoice.amount_minor))
+    try:
+        order_mark_paid(
+            order=order, provider=invoice.provider, provider_reference=event.event_key,
+            amount=from_minor(amount, notice.currency or invoice.currency),
+            currency=(notice.currency or invoice.currency).upper(),
+            actor=f"payment:{invoice.provider}", raw=event.data, invoice=invoice, event=event,
+            excess_minor=excess if not problem else 0, problem=problem,
+            covers_current_price=covers_now,
+        )
+    except PaymentMismatch as exc:
+        return O.REJECTED, str(exc)
+    PaymentInvoice.objects.filter(pk=invoice.pk).update(status=PaymentInvoice.Status.PAID)
+    order.refresh_from_db()
+    return (O.REVIEW if order.status == S.REVIEW else O.APPLIED), problem or f"Order {order.status}"
+
+
+def _is_late(invoice: PaymentInvoice, notice: PaymentNotice) -> bool:
+    occurred = notice.occurred_at or timezone.now()
+    return occurred > invoice.expires_at or invoice.order.status == S.EXPIRED
+
+
+def _invoice_for(notice: PaymentNotice) -> PaymentInvoice | None:
+    invoices = PaymentInvoice.objects.select_related("order").filter(provider=notice.provider)
+    if notice.invoice_id:
+        return invoices.filter(provider_invoice_id=notice.invoice_id).first()
+    if notice.comment:
+        return invoices.filter(comment=notice.comment).first()
+    return None
+
+
+def _notice_data(notice: PaymentNotice) -> dict:
+    return {
+        **notice.data,
+        "_notice": {
+            "invoice_id": notice.invoice_id, "comment": notice.comment,
+            "order_reference": notice.order_reference,
+            "occurred_at": notice.occurred_at.isoformat() if notice.occurred_at else None,
+        },
+    }
+
+
+def _notice_from_event(event: PaymentEvent) -> PaymentNotice:
+    """Rebuild the notice of a stored event, to apply it again after a crash."""
+    meta = (event.data or {}).get("_notice", {})
+    occurred = meta.get("occurred_at")
+    return PaymentNotice(
+        provider=event.provider, event_key=event.event_key, kind=event.kind,
+        invoice_id=meta.get("invoice_id") or "", comment=meta.get("comment") or "",
+        order_reference=meta.get("order_reference") or "",
+        amount_minor=event.amount_minor, currency=event.currency,
+        occurred_at=timezone.datetime.fromisoformat(occurred) if occurred else None,
+        data=event.data, body=event.body,
+    )
+
+
+def payments_poll() -> dict[str, int]:
+    """Ask each enabled provider about open invoices and re-apply inbox events left pending."""
+    from django.conf import settings
+
+    now = timezone.now()
+    accepted = 0
+    for code, conf in settings.PAYMENT_METHODS.items():
+        if not conf.get("enabled"):
+            continue
+        provider = payment_provider_get(code)
+        # Keep watching a while past expiry: late payments must still be found.
+        invoices = list(PaymentInvoice.objects.select_related("order").filter(
+            provider=code, status=PaymentInvoice.Status.OPEN,
+            expires_at__gt=now - timedelta(hours=24)))
+        for notice in provider.poll(invoices):
+            payment_notice_accept(notice=notice)
+            accepted += 1
+    stale = PaymentEvent.objects.filter(outcome=PaymentEvent.Outcome.PENDING,
+                                        received_at__lt=now - timedelta(minutes=1))
+    retried = 0
+    for event_id in stale.values_list("pk", flat=True)[:200]:
+        payment_event_apply(event_id=event_id)
+        retried += 1
+    return {"accepted": accepted, "retried": retried}
