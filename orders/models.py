@@ -270,3 +270,14 @@ class SupplierAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order} attempt {self.number}: {self.outcome}"
+
+
+class ProviderCursor(models.Model):
+    """How far a poller has read a provider's feed (e.g. the last TON transaction lt seen)."""
+
+    provider = models.CharField(max_length=30, unique=True)
+    value = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.value}"

@@ -221,3 +221,18 @@ def payments_poll() -> dict[str, int]:
         payment_event_apply(event_id=event_id)
         retried += 1
     return {"accepted": accepted, "retried": retried}
+
+
+def provider_cursor_get(provider: str) -> str:
+    """Where a provider's poller stopped reading ("" before the first read)."""
+    from orders.models import ProviderCursor
+
+    cursor = ProviderCursor.objects.filter(provider=provider).first()
+    return cursor.value if cursor else ""
+
+
+def provider_cursor_set(provider: str, value: str) -> None:
+    """Remember where a provider's poller stopped; written after its notices are stored."""
+    from orders.models import ProviderCursor
+
+    ProviderCursor.objects.update_or_create(provider=provider, defaults={"value": value})
