@@ -6,9 +6,13 @@ from django.conf import settings
 
 from orders.exceptions import PaymentMethodUnavailable
 from orders.payments.base import PaymentProvider
+from orders.payments.cryptopay import CryptoPayProvider
 from orders.payments.sandbox import SandboxPaymentProvider
 
-_PROVIDERS: dict[str, type] = {"sandbox": SandboxPaymentProvider}
+_PROVIDERS: dict[str, type] = {
+    "sandbox": SandboxPaymentProvider,
+    "cryptopay": CryptoPayProvider,
+}
 
 
 def payment_provider_get(code: str) -> PaymentProvider:

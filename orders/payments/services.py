@@ -14,7 +14,12 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orders.exceptions import OrderStateChanged, PaymentMethodUnavailable, PaymentMismatch
+from orders.exceptions import (
+    OrderStateChanged,
+    PaymentMethodUnavailable,
+    PaymentMismatch,
+    PaymentProviderError,
+)
 from orders.models import Order, PaymentEvent, PaymentInvoice
 from orders.models import OrderStatus as S
 from orders.payments import payment_methods_for, payment_provider_get, payment_quote_minutes
@@ -211,7 +216,13 @@ def payments_poll() -> dict[str, int]:
         invoices = list(PaymentInvoice.objects.select_related("order").filter(
             provider=code, status=PaymentInvoice.Status.OPEN,
             expires_at__gt=now - timedelta(hours=24)))
-        for notice in provider.poll(invoices):
+        try:
+            notices = provider.poll(invoices)
+        except PaymentProviderError as exc:
+            # One provider down must not stop the others; the next run tries again.
+            logger.error("polling %s failed: %s", code, exc)
+            continue
+        for notice in notices:
             payment_notice_accept(notice=notice)
             accepted += 1
     stale = PaymentEvent.objects.filter(outcome=PaymentEvent.Outcome.PENDING,
