@@ -8,9 +8,11 @@ from orders.exceptions import PaymentMethodUnavailable
 from orders.payments.base import PaymentProvider
 from orders.payments.cryptopay import CryptoPayProvider
 from orders.payments.sandbox import SandboxPaymentProvider
+from orders.payments.ton import TonPaymentProvider
 
 _PROVIDERS: dict[str, type] = {
     "sandbox": SandboxPaymentProvider,
+    "ton": TonPaymentProvider,
     "cryptopay": CryptoPayProvider,
 }
 

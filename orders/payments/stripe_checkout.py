@@ -242,12 +242,15 @@ class StripeCheckoutProvider:
                 session = self._client.v1.checkout.sessions.retrieve(session_id)
                 if session.status == "open" and invoice.order.status not in PAYABLE_ORDER_STATUSES:
                     session = self._client.v1.checkout.sessions.expire(session_id)
-            except stripe.APIConnectionError as exc:
-                logger.warning("stripe poll stopped, Stripe unreachable: %s", exc.user_message)
-                break  # the next poll, a minute later, tries them all again
-            except stripe.StripeError as exc:
-                logger.warning("stripe poll skipped session %s: %s", session_id, _error_text(exc))
+            except stripe.InvalidRequestError as exc:
+                # About this one session (unknown to this account, say): the others may be fine.
+                logger.warning("Stripe poll skipped session %s: %s", session_id, _error_text(exc))
                 continue
+            except stripe.StripeError as exc:
+                # Unreachable, our key refused, rate-limited, Stripe's own error: asking about
+                # the rest now would fail too. The next scheduled poll asks again.
+                logger.error("Stripe poll stopped at session %s: %s", session_id, _error_text(exc))
+                break
             notice = _notice_from_polled_session(session.to_dict(for_json=True))
             if notice is not None:
                 notices.append(notice)
@@ -272,6 +275,10 @@ class StripeCheckoutProvider:
                               "payment_id": str(payment.pk)}},
                 {"idempotency_key": f"stars-refund-{payment.pk}-{intent_id}"},
             )
+        except stripe.APIConnectionError as exc:
+            return RefundResult(refunded=False, message=(
+                f"Stripe unreachable, the refund may exist: refunding again is safe for 24 h "
+                f"(same idempotency key). {_error_text(exc)}"))
         except stripe.StripeError as exc:
             return RefundResult(refunded=False, message=f"Stripe: {_error_text(exc)}")
         if refund.status in ("failed", "canceled"):

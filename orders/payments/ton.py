@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import logging
 import re
@@ -167,6 +168,14 @@ def ton_qr_svg(pay_url: str) -> SafeString:
     return mark_safe(svg)  # noqa: S308
 
 
+def ton_qr_png(pay_url: str) -> bytes:
+    """The pay link as a PNG QR code, for the bot: Telegram sends photos, not SVG."""
+    buffer = io.BytesIO()
+    # segno's own PNG writer: no Pillow needed.
+    segno.make(pay_url, error="m").save(buffer, kind="png", scale=8)
+    return buffer.getvalue()
+
+
 def ton_nanotons_for(price: Decimal, rate: Decimal) -> int:
     """Nanotons that buy `price` at `rate` (price currency per TON), rounded up, never down."""
     with localcontext() as context:
@@ -257,7 +266,7 @@ def _lt(tx: Mapping[str, Any]) -> int:
     try:
         return int(tx["lt"])
     except (KeyError, TypeError, ValueError):
-        raise PaymentProviderError(f"toncenter sent a transaction without lt: {tx!r:.100}") from None
+        raise PaymentProviderError(f"a toncenter transaction has no lt: {tx!r:.100}") from None
 
 
 # --- The provider ----------------------------------------------------------------------------
