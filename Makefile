@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test setup install install-dev migrate demo clean
+.PHONY: run test setup install install-dev migrate demo clean compilemessages messages
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,22 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/acti
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-setup: install
+# The compiled catalogues (.mo) are committed, so a machine without GNU gettext serves those;
+# with msgfmt on PATH set-up rebuilds any whose .po is newer.
+compilemessages: install
+	@if command -v msgfmt >/dev/null 2>&1; then \
+		$(PY) manage.py compilemessages --ignore='.*' --ignore=var --ignore='$(VENV)'; \
+	else \
+		echo "msgfmt (GNU gettext) not found: using the committed .mo files"; \
+	fi
+
+## After changing buyer-facing text (needs GNU gettext): update every catalogue, then
+## translate the new entries in the .po files and run `make compilemessages`; commit both.
+messages: install
+	$(PY) manage.py makemessages --locale ru --no-obsolete --ignore=var --ignore='$(VENV)'
+	$(MAKE) compilemessages
+
+setup: install compilemessages
 	mkdir -p var
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py demo_setup
@@ -30,7 +45,8 @@ setup: install
 run: setup
 	bin/run-demo
 
-## Set up and run the whole test suite.
+## Set up and run the whole test suite. It checks the committed .mo files against the .po
+## files instead of rebuilding them, so a .po change without its .mo fails here and in CI.
 test: install-dev
 	mkdir -p var
 	$(PY) -m pytest

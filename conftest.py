@@ -1,3 +1,3 @@
 """Project-wide pytest set-up: the local fakes of every outside party."""
 
-pytest_plugins = ["fakes.fixtures"]
+pytest_plugins = ["fakes.fixtures", "fakes.telegram_fixtures"]

@@ -1,7 +1,16 @@
-"""What buyers read about orders, in every channel: status labels, messages, money."""
+"""What buyers read about orders, in every channel: status labels, messages, money.
+
+Every text is translated when a function runs, so it follows the language active then: the
+request's on the storefront (LocaleMiddleware), `translation.override(...)` in the bot.
+"""
 
 from decimal import Decimal
 from typing import Any
+
+from django.utils import formats
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext, pgettext, pgettext_lazy
 
 from orders.models import Order
 from orders.models import OrderStatus as S
@@ -9,73 +18,122 @@ from orders.transitions import FINAL_STATUSES
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 
-STATUS_LABELS = {
-    S.AWAITING_PAYMENT: "Awaiting payment",
-    S.PAID: "Paid, sending Stars",
-    S.SUBMITTING: "Sending Stars",
-    S.PROCESSING: "Sending Stars",
-    S.UNKNOWN: "Checking with our supplier",
-    S.DELIVERED: "Delivered",
-    S.ON_HOLD: "Delayed",
-    S.REVIEW: "Being checked",
-    S.FAILED: "Not delivered",
-    S.REFUND_PENDING: "Not delivered, refund in progress",
-    S.REFUNDED: "Not delivered, refunded",
-    S.EXPIRED: "Expired",
-    S.CANCELLED: "Cancelled",
+# Lazy: the label is looked up in whichever language is active when it is read.
+STATUS_LABELS: dict[str, Promise] = {
+    S.AWAITING_PAYMENT: pgettext_lazy("order status", "Awaiting payment"),
+    S.PAID: pgettext_lazy("order status", "Paid, sending Stars"),
+    S.SUBMITTING: pgettext_lazy("order status", "Sending Stars"),
+    S.PROCESSING: pgettext_lazy("order status", "Sending Stars"),
+    S.UNKNOWN: pgettext_lazy("order status", "Checking with our supplier"),
+    S.DELIVERED: pgettext_lazy("order status", "Delivered"),
+    S.ON_HOLD: pgettext_lazy("order status", "Delayed"),
+    S.REVIEW: pgettext_lazy("order status", "Being checked"),
+    S.FAILED: pgettext_lazy("order status", "Not delivered"),
+    S.REFUND_PENDING: pgettext_lazy("order status", "Not delivered, refund in progress"),
+    S.REFUNDED: pgettext_lazy("order status", "Not delivered, refunded"),
+    S.EXPIRED: pgettext_lazy("order status", "Expired"),
+    S.CANCELLED: pgettext_lazy("order status", "Cancelled"),
 }
 
 
+def number_display(value: int) -> str:
+    """5,000 in English, 5 000 in Russian: grouped the way the active language groups digits."""
+    return formats.number_format(value, force_grouping=True)
+
+
+def stars_display(quantity: int) -> str:
+    """500 Stars, 1 Star; «500 звёзд», «1 звезда», «2 звезды»."""
+    return ngettext("%(count)s Star", "%(count)s Stars", quantity) % {
+        "count": number_display(quantity)
+    }
+
+
 def money_display(amount: Decimal, currency: str) -> str:
-    """$8.50, or 8.50 CHF where we have no symbol; unit prices keep their significant places."""
-    text = f"{amount:f}"
-    if "." in text:
-        whole, fraction = text.split(".")
-        text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
-    else:
-        text = f"{text}.00"
+    """$8.50, or 8.50 CHF where we have no symbol; unit prices keep their significant places.
+
+    The decimal separator and where the symbol goes follow the active language («8,50 $»).
+    """
+    whole, _point, fraction = f"{amount:f}".partition(".")
+    fraction = fraction.rstrip("0").ljust(2, "0")
+    number = formats.number_format(Decimal(f"{whole}.{fraction}"), decimal_pos=len(fraction))
     symbol = CURRENCY_SYMBOLS.get(currency)
-    return f"{symbol}{text}" if symbol else f"{text} {currency}"
+    if symbol:
+        return pgettext("money: currency symbol and amount", "%(symbol)s%(amount)s") % {
+            "symbol": symbol, "amount": number,
+        }
+    return pgettext("money: amount and currency code", "%(amount)s %(currency)s") % {
+        "amount": number, "currency": currency,
+    }
 
 
 def recipient_handle(username: str | None, user_id: str) -> str:
     """@name when the account has one, else its numeric ID."""
     if username:
         return "@" + username.lstrip("@")
-    return f"Telegram ID {user_id}"
+    return _("Telegram ID %(user_id)s") % {"user_id": user_id}
 
 
 def order_status_message(order: Order) -> str:
     """What the buyer should know about an order now, in one sentence or two."""
-    stars = f"{order.stars:,} {order.product.unit_name}"
+    count = order.stars
     handle = recipient_handle(order.recipient_username, order.recipient_user_id)
+    # Whole sentences per plural form: in Russian the noun and the verb both agree with the number.
+    values = {"count": number_display(count), "handle": handle, "reference": order.reference}
     status = order.status
     if status == S.AWAITING_PAYMENT:
-        return f"Waiting for your payment of {money_display(order.price, order.currency)}."
+        return _("Waiting for your payment of %(amount)s.") % {
+            "amount": money_display(order.price, order.currency)
+        }
     if status in (S.PAID, S.SUBMITTING, S.PROCESSING):
-        return f"Payment received. Sending {stars} to {handle}…"
+        return ngettext(
+            "Payment received. Sending %(count)s Star to %(handle)s…",
+            "Payment received. Sending %(count)s Stars to %(handle)s…",
+            count,
+        ) % values
     if status == S.DELIVERED:
-        return f"✅ {stars} sent to {handle}. Order #{order.reference}"
+        return ngettext(
+            "✅ %(count)s Star sent to %(handle)s. Order #%(reference)s",
+            "✅ %(count)s Stars sent to %(handle)s. Order #%(reference)s",
+            count,
+        ) % values
     if status in (S.FAILED, S.REFUND_PENDING):
-        return (f"We couldn't send the {stars} to {handle}, so nothing was delivered. "
-                "Your payment is being refunded.")
+        return ngettext(
+            "We couldn't send the %(count)s Star to %(handle)s, so nothing was delivered. "
+            "Your payment is being refunded.",
+            "We couldn't send the %(count)s Stars to %(handle)s, so nothing was delivered. "
+            "Your payment is being refunded.",
+            count,
+        ) % values
     if status == S.REFUNDED:
-        return (f"We couldn't send the {stars} to {handle}, so nothing was delivered. "
-                "Your payment has been refunded.")
+        return ngettext(
+            "We couldn't send the %(count)s Star to %(handle)s, so nothing was delivered. "
+            "Your payment has been refunded.",
+            "We couldn't send the %(count)s Stars to %(handle)s, so nothing was delivered. "
+            "Your payment has been refunded.",
+            count,
+        ) % values
     if status == S.EXPIRED:
-        return "This order expired before it was paid. Nothing was charged."
+        return _("This order expired before it was paid. Nothing was charged.")
     if status == S.CANCELLED:
-        return "This order was cancelled. Nothing was charged."
+        return _("This order was cancelled. Nothing was charged.")
     # unknown, on_hold, review: a person or the sweeper will finish it.
-    return ("We're on it: your order is safe and we're checking it with our supplier. "
-            f"Either the {stars} reach {handle} or your payment is refunded. No need to pay again.")
+    return ngettext(
+        "We're on it: your order is safe and we're checking it with our supplier. "
+        "Either the %(count)s Star reaches %(handle)s or your payment is refunded. "
+        "No need to pay again.",
+        "We're on it: your order is safe and we're checking it with our supplier. "
+        "Either the %(count)s Stars reach %(handle)s or your payment is refunded. "
+        "No need to pay again.",
+        count,
+    ) % values
 
 
 def order_status_payload(order: Order) -> dict[str, Any]:
+    label = STATUS_LABELS.get(order.status)
     return {
         "reference": order.reference,
         "status": order.status,
-        "status_label": STATUS_LABELS.get(order.status, order.get_status_display()),
+        "status_label": str(label) if label is not None else order.get_status_display(),
         "message": order_status_message(order),
         "is_final": order.status in FINAL_STATUSES,
     }

@@ -2,6 +2,8 @@
 
 import re
 
+from django.utils.translation import gettext as _
+
 from orders.exceptions import InvalidRecipientInput
 
 # Invisible characters that survive copy-paste from chats and would make two names look equal.
@@ -17,25 +19,25 @@ MAX_USER_ID = 2**52
 def recipient_parse(raw: str) -> str:
     """Normalise buyer input to a numeric user ID ("123456789") or "@username", or raise."""
     if not isinstance(raw, str):
-        raise InvalidRecipientInput("Enter a Telegram user ID or @username.")
+        raise InvalidRecipientInput(_("Enter a Telegram user ID or @username."))
     text = raw.translate(_INVISIBLE).strip()
     if not text:
-        raise InvalidRecipientInput("Enter a Telegram user ID or @username.")
+        raise InvalidRecipientInput(_("Enter a Telegram user ID or @username."))
     if len(text) > MAX_INPUT_LENGTH:
-        raise InvalidRecipientInput("That is too long for a Telegram user ID or @username.")
+        raise InvalidRecipientInput(_("That is too long for a Telegram user ID or @username."))
     link = _LINK.fullmatch(text)
     if link:
         text = link.group(1)
     if text.isascii() and _USER_ID.fullmatch(text):
         if int(text) > MAX_USER_ID:
-            raise InvalidRecipientInput("That number is too large to be a Telegram user ID.")
+            raise InvalidRecipientInput(_("That number is too large to be a Telegram user ID."))
         return text
     name = text[1:] if text.startswith("@") else text
     if name.isascii() and _USERNAME.fullmatch(name):
         return "@" + name
     if text.isdigit():
-        raise InvalidRecipientInput("A Telegram user ID is made of digits 0–9 only.")
-    raise InvalidRecipientInput(
+        raise InvalidRecipientInput(_("A Telegram user ID is made of digits 0–9 only."))
+    raise InvalidRecipientInput(_(
         "That is not a valid Telegram user ID (digits) or username "
         "(5–32 letters, digits or underscores, starting with a letter)."
-    )
+    ))

@@ -33,6 +33,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions, before CommonMiddleware (Django's i18n docs): picks the buyer's language.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -88,7 +90,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# Buyer-facing languages. LocaleMiddleware takes the switcher's cookie, else Accept-Language,
+# else English. Catalogues: each app's locale/ (shop, orders, bots) and locale/ for templates/.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# The switcher's choice outlives the browser session; Lax as for the session cookie.
+LANGUAGE_COOKIE_AGE = 365 * 24 * 60 * 60
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -103,7 +112,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # The stripe library logs every API call at INFO.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "stripe": {"level": "WARNING"}},
 }
 
 # --- django-q2 -------------------------------------------------------------------------
@@ -153,6 +163,54 @@ FULFILMENT_UNKNOWN_GRACE_SECONDS = env.float(
 )
 SWEEP_EVERY_MINUTES = env.int("SWEEP_EVERY_MINUTES", default=1)
 
+# --- TON payments ------------------------------------------------------------------------
+# One wallet + a unique comment per invoice, read from toncenter v3 by payments_poll.
+# Defaults point at the local fake (python -m fakes.toncenter); real URLs in the comments.
+TON_NETWORK = env("TON_NETWORK", default="testnet")  # mainnet | testnet, checked against toncenter
+TON_WALLET_ADDRESS = env("TON_WALLET_ADDRESS",  # user-friendly form; this is the fake's wallet
+                         default="0QA2M1klAJscfjmPxKhBwjLTmCQWCecQ78pcA0Av1xT2ZjfF")
+# real: https://toncenter.com/api/v3 or https://testnet.toncenter.com/api/v3
+TON_API_URL = env("TON_API_URL", default="http://127.0.0.1:8002/api/v3")
+TON_API_KEY = env("TON_API_KEY", default="")  # X-API-Key; without one toncenter allows 1 request/s
+TON_API_TIMEOUT = env.float("TON_API_TIMEOUT", default=10.0)
+TON_POLL_PAGE_SIZE = env.int("TON_POLL_PAGE_SIZE", default=100)
+TON_POLL_MAX_PAGES = env.int("TON_POLL_MAX_PAGES", default=10)
+# real: https://api.coingecko.com/api/v3/simple/price and https://tonapi.io/v2/rates;
+# an empty URL turns that source off.
+TON_RATE_COINGECKO_URL = env("TON_RATE_COINGECKO_URL",
+                             default="http://127.0.0.1:8002/api/v3/simple/price")
+TON_RATE_TONAPI_URL = env("TON_RATE_TONAPI_URL", default="http://127.0.0.1:8002/v2/rates")
+TON_RATE_TIMEOUT = env.float("TON_RATE_TIMEOUT", default=3.0)
+TON_RATE_CACHE_SECONDS = env.int("TON_RATE_CACHE_SECONDS", default=60)
+TON_RATE_MAX_SPREAD_PERCENT = Decimal(env("TON_RATE_MAX_SPREAD_PERCENT", default="3"))
+
+# --- Crypto Pay (@CryptoBot) -------------------------------------------------------------
+# On when a token is set. The default URL is the local fake (python -m fakes.cryptopay);
+# in production set CRYPTOPAY_BASE_URL= (empty) so CRYPTOPAY_NETWORK picks the official host
+# (https://pay.crypt.bot or https://testnet-pay.crypt.bot; each network has its own tokens).
+CRYPTOPAY_TOKEN = env("CRYPTOPAY_TOKEN", default="")
+CRYPTOPAY_NETWORK = env("CRYPTOPAY_NETWORK", default="testnet")
+CRYPTOPAY_BASE_URL = env("CRYPTOPAY_BASE_URL", default="http://127.0.0.1:8003")
+CRYPTOPAY_TIMEOUT = env.float("CRYPTOPAY_TIMEOUT", default=10.0)
+CRYPTOPAY_ACCEPTED_ASSETS = env.list("CRYPTOPAY_ACCEPTED_ASSETS", default=["USDT", "TON", "BTC"])
+# Longer than Crypto Pay's 3-day webhook retries, so no genuine retry is refused.
+CRYPTOPAY_WEBHOOK_MAX_AGE_SECONDS = env.int("CRYPTOPAY_WEBHOOK_MAX_AGE_SECONDS", default=302400)
+# Optional "Return" button after payment; {public_id} and {reference} are filled in.
+CRYPTOPAY_RETURN_URL = env("CRYPTOPAY_RETURN_URL", default="")
+
+# --- Stripe Checkout (cards) -------------------------------------------------------------
+# On when a secret key is set. The default API base is the local fake (python -m fakes.stripe
+# --port 8004); in production set STRIPE_API_BASE=https://api.stripe.com and the endpoint's
+# signing secret from the dashboard.
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="http://127.0.0.1:8004")
+STRIPE_LIVEMODE = env.bool("STRIPE_LIVEMODE", default=STRIPE_SECRET_KEY.startswith("sk_live_"))
+STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=10.0)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# The storefront's public address: Stripe sends buyers back to <SITE_URL>/orders/<id>/.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
+
 # --- Payments ----------------------------------------------------------------------------
 # Methods per channel and each method's fee (percent of the price) for the margin report.
 PAYMENT_METHODS = {
@@ -161,6 +219,29 @@ PAYMENT_METHODS = {
         "fee_percent": Decimal(env("PAYMENT_SANDBOX_FEE_PERCENT", default="0")),
         "channels": ["web", "bot", "api"],
         "enabled": env.bool("PAYMENT_SANDBOX_ENABLED", default=True),
+    },
+    "ton": {
+        "label": "TON",
+        "fee_percent": Decimal(env("PAYMENT_TON_FEE_PERCENT", default="0")),
+        "channels": ["web", "bot"],
+        "enabled": env.bool("PAYMENT_TON_ENABLED", default=False),
+        # The TON price is locked for this long (and never past the order's payment window).
+        "quote_minutes": env.int("PAYMENT_TON_QUOTE_MINUTES", default=15),
+    },
+    "stripe": {
+        "label": "Card (Stripe Checkout)",
+        "fee_percent": Decimal(env("PAYMENT_STRIPE_FEE_PERCENT", default="2.5")),
+        "channels": ["web", "bot"],
+        "enabled": env.bool("PAYMENT_STRIPE_ENABLED", default=bool(STRIPE_SECRET_KEY)),
+        "quote_minutes": env.int("PAYMENT_STRIPE_QUOTE_MINUTES", default=30),
+    },
+    "cryptopay": {
+        "label": "Crypto (USDT, TON, BTC via Crypto Pay)",
+        "fee_percent": Decimal(env("PAYMENT_CRYPTOPAY_FEE_PERCENT", default="3")),
+        "channels": ["web", "bot"],
+        "enabled": env.bool("PAYMENT_CRYPTOPAY_ENABLED", default=bool(CRYPTOPAY_TOKEN)),
+        # Priced in fiat, so there is no rate to lock: the order's payment window caps it.
+        "quote_minutes": env.int("PAYMENT_CRYPTOPAY_QUOTE_MINUTES", default=30),
     },
 }
 

@@ -5,18 +5,24 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_lazy as _
 
 from shop.models import Package, Product
+from shop.selectors import quantity_range_message
 
 # Long enough for every legal amount; anything longer is rejected before int() sees it.
 QUANTITY_MAX_DIGITS = 9
 # recipient_parse has the buyer-friendly rules; this only stops megabytes reaching it.
 RECIPIENT_MAX_LENGTH = 200
-EXPIRED_FORM_MESSAGE = "This page had expired. Check the details below and confirm again."
-
-
-def quantity_range_message(product: Product) -> str:
-    return f"Choose between {product.min_quantity:,} and {product.max_quantity:,} {product.unit_name}."
+EXPIRED_FORM_MESSAGE = _("This page had expired. Check the details below and confirm again.")
+# The labels settings.PAYMENT_METHODS ships with, marked so they reach the catalogue; a label
+# an operator configured that has no translation is shown as configured.
+PAYMENT_METHOD_LABELS = (
+    gettext_noop("Sandbox payment (test mode)"),
+    gettext_noop("Crypto (USDT, TON, BTC via Crypto Pay)"),
+    gettext_noop("TON"),
+)
 
 
 class PackageChoiceForm(forms.Form):
@@ -24,8 +30,8 @@ class PackageChoiceForm(forms.Form):
 
     package = forms.ChoiceField(
         error_messages={
-            "required": "Choose a package.",
-            "invalid_choice": "That package is not on sale. Choose one from the list.",
+            "required": _("Choose a package."),
+            "invalid_choice": _("That package is not on sale. Choose one from the list."),
         }
     )
 
@@ -42,14 +48,13 @@ class CustomAmountForm(forms.Form):
     """A whole number of units within the product's limits, in ASCII digits."""
 
     quantity = forms.CharField(
-        label="Custom amount",
-        error_messages={"required": "Enter how many Stars you want."},
+        label=_("Custom amount (Stars)"),
+        error_messages={"required": _("Enter how many Stars you want.")},
     )
 
     def __init__(self, *args: Any, product: Product, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.product = product
-        self.fields["quantity"].label = f"Custom amount ({product.unit_name})"
         self.fields["quantity"].widget = forms.NumberInput(
             attrs={
                 "min": product.min_quantity,
@@ -65,8 +70,7 @@ class CustomAmountForm(forms.Form):
         # str.isdigit() alone accepts full-width and other scripts' digits; int() would too.
         if not (text.isascii() and text.isdigit()):
             raise ValidationError(
-                f"Enter a whole number of {self.product.unit_name} using digits 0–9.",
-                code="not_digits",
+                _("Enter a whole number of Stars using digits 0–9."), code="not_digits"
             )
         digits = text.lstrip("0") or "0"
         if len(digits) > QUANTITY_MAX_DIGITS:
@@ -81,18 +85,18 @@ class RecipientForm(forms.Form):
     """The Telegram account to top up, as typed; orders.recipients decides what is valid."""
 
     recipient = forms.CharField(
-        label="Telegram user ID or @username",
+        label=_("Telegram user ID or @username"),
         max_length=RECIPIENT_MAX_LENGTH,
         error_messages={
-            "required": "Enter a Telegram user ID or @username.",
-            "max_length": "That is too long for a Telegram user ID or @username.",
+            "required": _("Enter a Telegram user ID or @username."),
+            "max_length": _("That is too long for a Telegram user ID or @username."),
         },
         widget=forms.TextInput(
             attrs={
                 "autocomplete": "off",
                 "autocapitalize": "none",
                 "spellcheck": "false",
-                "placeholder": "123456789 or @username",
+                "placeholder": _("123456789 or @username"),
             }
         ),
     )
@@ -107,17 +111,17 @@ class ConfirmForm(forms.Form):
         error_messages={"required": EXPIRED_FORM_MESSAGE, "max_length": EXPIRED_FORM_MESSAGE},
     )
     payment_method = forms.ChoiceField(
-        label="Pay with",
+        label=_("Pay with"),
         widget=forms.RadioSelect,
         error_messages={
-            "required": "Choose how to pay.",
-            "invalid_choice": "That payment method is not available. Choose one from the list.",
+            "required": _("Choose how to pay."),
+            "invalid_choice": _("That payment method is not available. Choose one from the list."),
         },
     )
 
     def __init__(self, *args: Any, payment_methods: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["payment_method"]
-        field.choices = payment_methods
+        field.choices = [(code, gettext(label)) for code, label in payment_methods]
         if len(payment_methods) == 1:
             field.initial = payment_methods[0][0]

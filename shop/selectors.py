@@ -5,6 +5,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from shop.exceptions import ProductUnavailable, QuantityOutOfRange
 from shop.models import Package, Product, Supplier
@@ -26,14 +29,27 @@ class Quote:
 
     @property
     def name(self) -> str:
+        """The package name copied onto the order ("Custom" for a custom amount, untranslated)."""
         return self.package.name if self.package else "Custom"
+
+
+def quantity_range_message(product: Product) -> str:
+    """Choose between 50 and 10,000 Stars. (The noun agrees with the larger number.)"""
+    return ngettext(
+        "Choose between %(min)s and %(max)s Star.",
+        "Choose between %(min)s and %(max)s Stars.",
+        product.max_quantity,
+    ) % {
+        "min": number_format(product.min_quantity, force_grouping=True),
+        "max": number_format(product.max_quantity, force_grouping=True),
+    }
 
 
 def product_default() -> Product:
     """The product the storefront sells today (Telegram Stars)."""
     product = Product.objects.filter(active=True).order_by("pk").first()
     if product is None:
-        raise ProductUnavailable("Nothing is on sale right now.")
+        raise ProductUnavailable(_("Nothing is on sale right now."))
     return product
 
 
@@ -47,28 +63,25 @@ def supplier_current() -> Supplier:
     try:
         return Supplier.objects.get(code=settings.SUPPLIER_CODE, active=True)
     except Supplier.DoesNotExist:
-        raise ProductUnavailable("No active supplier is configured.") from None
+        raise ProductUnavailable(_("No active supplier is configured.")) from None
 
 
 def quote_build(*, product: Product, package_id: int | None = None, quantity: int | None = None) -> Quote:
     """Price a package or a custom quantity from the catalog; never from buyer input."""
     if not product.active:
-        raise ProductUnavailable("This product is not on sale.")
+        raise ProductUnavailable(_("This product is not on sale."))
     package: Package | None = None
     if package_id is not None:
         package = package_list(product=product).filter(pk=package_id).first()
         if package is None:
-            raise ProductUnavailable("This package is not on sale.")
+            raise ProductUnavailable(_("This package is not on sale."))
         quantity = package.quantity
         price, currency = package.price, package.currency
     else:
         if not product.custom_amount_enabled:
-            raise ProductUnavailable("Custom amounts are not on sale.")
+            raise ProductUnavailable(_("Custom amounts are not on sale."))
         if quantity is None or not product.min_quantity <= quantity <= product.max_quantity:
-            raise QuantityOutOfRange(
-                f"Choose between {product.min_quantity:,} and {product.max_quantity:,} "
-                f"{product.unit_name}."
-            )
+            raise QuantityOutOfRange(quantity_range_message(product))
         price, currency = money(product.custom_unit_price * quantity), product.currency
     supplier = supplier_current()
     return Quote(

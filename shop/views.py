@@ -14,6 +14,8 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
@@ -32,7 +34,7 @@ from orders.payments.money import from_minor
 from orders.payments.services import invoice_open
 from orders.services import order_cancel, order_create, order_pay_sandbox, recipient_validate
 from orders.suppliers.base import RecipientInfo
-from orders.display import money_display, order_status_payload, recipient_handle
+from orders.display import money_display, order_status_payload, recipient_handle, stars_display
 from shop.exceptions import CatalogError, ProductUnavailable
 from shop.forms import (
     EXPIRED_FORM_MESSAGE,
@@ -55,17 +57,22 @@ SESSION_RECIPIENT = "shop_recipient"
 SESSION_CONFIRM_TOKENS = "shop_confirm_tokens"
 KEEP_TOKENS = 10
 
-MSG_NOT_FOUND = "We couldn't find that Telegram account. Check the ID or username and try again."
-MSG_SUPPLIER_DOWN = "Our supplier isn't answering right now, please try again in a minute."
-MSG_CHOOSE_FIRST = "First choose how many Stars you want."
-MSG_RECIPIENT_FIRST = "First tell us which Telegram account to top up."
-MSG_CHANGED = "Your order changed in another tab. Check the details below and confirm again."
+MSG_NOT_FOUND = gettext_lazy(
+    "We couldn't find that Telegram account. Check the ID or username and try again.")
+MSG_SUPPLIER_DOWN = gettext_lazy(
+    "Our supplier isn't answering right now, please try again in a minute.")
+MSG_CHOOSE_FIRST = gettext_lazy("First choose how many Stars you want.")
+MSG_RECIPIENT_FIRST = gettext_lazy("First tell us which Telegram account to top up.")
+MSG_CHANGED = gettext_lazy(
+    "Your order changed in another tab. Check the details below and confirm again.")
+MSG_METHOD_UNAVAILABLE = gettext_lazy("That payment method is not available here.")
+MSG_ACTION_UNAVAILABLE = gettext_lazy("That action is not available for this order.")
 
 def _quote_context(quote: Quote) -> dict[str, Any]:
     return {
-        "name": quote.name,
+        # Quote.name is what the order stores; the buyer reads "Custom" in their language.
+        "name": quote.package.name if quote.package else pgettext("package name", "Custom"),
         "stars": quote.quantity,
-        "unit_name": quote.product.unit_name,
         "price": money_display(quote.price, quote.currency),
     }
 
@@ -154,7 +161,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
     return _page(request, "shop/catalog.html", {
         "product": product,
         "packages": [
-            {"id": package.pk, "name": package.name, "stars": package.quantity,
+            {"id": package.pk, "name": package.name, "stars": stars_display(package.quantity),
              "price": money_display(package.price, package.currency)}
             for package in packages
         ],
@@ -176,7 +183,7 @@ def _chosen_quote(request: HttpRequest) -> tuple[Product, dict[str, int], Quote]
         quote = quote_build(product=product, **choice)
     except CatalogError as exc:
         request.session.pop(SESSION_CHOICE, None)
-        messages.error(request, f"{exc} Please choose again.")
+        messages.error(request, _("%(reason)s Please choose again.") % {"reason": exc})
         return redirect("shop:catalog")
     return product, choice, quote
 
@@ -279,10 +286,10 @@ def _order_place(request: HttpRequest, cleaned: dict[str, Any], product: Product
             request_key=_request_key(cleaned["token"]),
             **choice,
         )
-    except PaymentMethodUnavailable as exc:
-        return str(exc)
+    except PaymentMethodUnavailable:
+        return str(MSG_METHOD_UNAVAILABLE)
     except CatalogError as exc:
-        return f"{exc} Please go back to the catalog and choose again."
+        return _("%(reason)s Please go back to the catalog and choose again.") % {"reason": exc}
 
 
 def _sandbox_payable(order: Order) -> bool:
@@ -309,7 +316,7 @@ def order_pay(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         except (OrderStateChanged, InvalidTransition):
             # Paid, expired or cancelled meanwhile: the status page says which.
             return redirect("shop:order_status", public_id=order.public_id)
-        messages.error(request, "That action is not available for this order.")
+        messages.error(request, MSG_ACTION_UNAVAILABLE)
         return redirect("shop:order_pay", public_id=order.public_id)
     try:
         invoice = invoice_open(order=order)

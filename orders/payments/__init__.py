@@ -8,11 +8,13 @@ from orders.exceptions import PaymentMethodUnavailable
 from orders.payments.base import PaymentProvider
 from orders.payments.cryptopay import CryptoPayProvider
 from orders.payments.sandbox import SandboxPaymentProvider
+from orders.payments.stripe_checkout import StripeCheckoutProvider
 from orders.payments.ton import TonPaymentProvider
 
 _PROVIDERS: dict[str, type] = {
     "sandbox": SandboxPaymentProvider,
     "ton": TonPaymentProvider,
+    "stripe": StripeCheckoutProvider,
     "cryptopay": CryptoPayProvider,
 }
 

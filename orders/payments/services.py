@@ -53,12 +53,20 @@ def invoice_open(*, order: Order) -> PaymentInvoice:
     provider = payment_provider_get(order.payment_method)
     expires_at = min(order.expires_at, now + timedelta(minutes=payment_quote_minutes(provider.code)))
     quote = provider.create_invoice(order, expires_at=expires_at)
-    return PaymentInvoice.objects.create(
-        order=order, provider=quote.provider, provider_invoice_id=quote.provider_invoice_id,
-        comment=quote.comment, amount_minor=quote.amount_minor, currency=quote.currency,
-        exponent=quote.exponent, rate=quote.rate, pay_url=quote.pay_url,
-        expires_at=quote.expires_at, raw=quote.raw,
-    )
+    try:
+        with transaction.atomic():
+            return PaymentInvoice.objects.create(
+                order=order, provider=quote.provider, provider_invoice_id=quote.provider_invoice_id,
+                comment=quote.comment, amount_minor=quote.amount_minor, currency=quote.currency,
+                exponent=quote.exponent, rate=quote.rate, pay_url=quote.pay_url,
+                expires_at=quote.expires_at, raw=quote.raw,
+            )
+    except IntegrityError:
+        if not quote.provider_invoice_id:
+            raise
+        # A twin request got the same invoice from the provider (idempotent create) first.
+        return PaymentInvoice.objects.get(provider=quote.provider,
+                                          provider_invoice_id=quote.provider_invoice_id)
 
 
 def payment_notice_accept(*, notice: PaymentNotice) -> PaymentEvent:

@@ -1,0 +1,441 @@
+"""Every write of the bot: who a Telegram user is, where their purchase stands, notices sent.
+
+Handlers call one function here per update, through sync_to_async. Each conversation step
+checks that the buyer is still at the step a button or reply belongs to (same purchase flow,
+expected state) and moves on with a conditional UPDATE, so a double tap or a stale button
+changes nothing, whichever process handles it. Supplier and payment calls happen outside any
+transaction, as everywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from bots.exceptions import AmountOutOfRange, StaleAction
+from bots.models import BuyerNotice, TelegramUser
+from orders.exceptions import InvalidTransition, OrderStateChanged
+from orders.models import Channel, Order, PaymentInvoice
+from orders.payments import payment_methods_for
+from orders.payments.services import invoice_open
+from orders.selectors import order_list_for_buyer
+from orders.services import order_cancel, order_create, order_pay_sandbox, recipient_validate
+from orders.suppliers.base import RecipientInfo
+from orders.transitions import BUYER_NOTICE_STATUSES
+from shop.exceptions import ProductUnavailable, QuantityOutOfRange
+from shop.models import Package, Product
+from shop.selectors import Quote, package_list, product_default, quote_build
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = Channel.BOT
+LANGUAGES = ("en", "ru")
+
+# Conversation states (TelegramUser.state).
+IDLE = ""
+CHOOSING_AMOUNT = "choosing_amount"
+TYPING_AMOUNT = "typing_amount"
+CHOOSING_RECIPIENT = "choosing_recipient"
+TYPING_RECIPIENT = "typing_recipient"
+CONFIRMING = "confirming"
+CHOOSING_PAYMENT = "choosing_payment"
+AWAITING_PAYMENT = "awaiting_payment"
+STATES = (IDLE, CHOOSING_AMOUNT, TYPING_AMOUNT, CHOOSING_RECIPIENT, TYPING_RECIPIENT, CONFIRMING,
+          CHOOSING_PAYMENT, AWAITING_PAYMENT)
+
+# A notice still marked "sending" this long after it was claimed died mid-send: send it again.
+NOTICE_RECLAIM_AFTER = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class TelegramAccount:
+    """Who sent an update, as Telegram describes them in it."""
+
+    telegram_id: int
+    username: str = ""
+    first_name: str = ""
+    language_code: str = ""
+
+
+@dataclass(frozen=True)
+class Buyer:
+    """A TelegramUser as handlers need it: the language to answer in and the purchase step."""
+
+    telegram_id: int
+    first_name: str
+    language: str
+    state: str
+    flow: str
+    draft: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What is on sale: the product and its active packages."""
+
+    product: Product
+    packages: list[Package]
+
+
+@dataclass(frozen=True)
+class Step:
+    """The outcome of one conversation step: everything the next screen shows, ORM-free to read."""
+
+    buyer: Buyer
+    catalog: Catalog | None = None
+    quote: Quote | None = None
+    recipient: RecipientInfo | None = None
+    methods: list[tuple[str, str]] = field(default_factory=list)
+    order: Order | None = None
+    invoice: PaymentInvoice | None = None
+    orders: list[Order] = field(default_factory=list)
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class NoticeClaim:
+    """A notice this worker now owns: send `order`'s news to chat_id in `language`."""
+
+    notice_id: int
+    chat_id: int
+    language: str
+    order: Order
+
+
+def language_for(*, choice: str, language_code: str) -> str:
+    """The buyer's /language choice, else Russian for a Russian Telegram app, else English."""
+    if choice in LANGUAGES:
+        return choice
+    return "ru" if (language_code or "").lower().startswith("ru") else "en"
+
+
+# --- Who is talking ------------------------------------------------------------------------
+
+
+def _user_sync(account: TelegramAccount) -> TelegramUser:
+    """The account's row, created on first contact and kept in step with what Telegram says."""
+    current = {
+        "username": account.username[:32],
+        "first_name": account.first_name[:64],
+        "language_code": account.language_code[:35],
+    }
+    user, created = TelegramUser.objects.get_or_create(
+        telegram_id=account.telegram_id, defaults=current
+    )
+    if created:
+        return user
+    changed: dict[str, Any] = {name: value for name, value in current.items()
+                               if getattr(user, name) != value}
+    if user.blocked_at is not None:
+        changed["blocked_at"] = None  # writing to us again means they unblocked the bot
+    if changed:
+        for name, value in changed.items():
+            setattr(user, name, value)
+        user.save(update_fields=[*changed, "updated_at"])
+    return user
+
+
+def _buyer(user: TelegramUser) -> Buyer:
+    return Buyer(
+        telegram_id=user.telegram_id,
+        first_name=user.first_name,
+        language=language_for(choice=user.language, language_code=user.language_code),
+        state=user.state,
+        flow=user.flow,
+        draft=dict(user.draft or {}),
+    )
+
+
+def _expect(user: TelegramUser, flow: str, *states: str) -> None:
+    """Refuse an action from another purchase or another step than the buyer is at."""
+    if not flow or user.flow != flow or user.state not in states:
+        raise StaleAction(f"{user.telegram_id}: flow {flow!r} in {states}, at {user.flow!r}/{user.state!r}")
+
+
+def _advance(user: TelegramUser, *, state: str, draft: dict[str, Any] | None = None,
+             flow: str | None = None) -> TelegramUser:
+    """Move the buyer to the next step if nobody moved them since we read the row."""
+    values: dict[str, Any] = {
+        "state": state,
+        "flow": user.flow if flow is None else flow,
+        "draft": user.draft if draft is None else draft,
+        "updated_at": timezone.now(),
+    }
+    moved = TelegramUser.objects.filter(pk=user.pk, state=user.state, flow=user.flow).update(**values)
+    if moved != 1:
+        raise StaleAction(f"{user.telegram_id}: moved by another update")
+    for name, value in values.items():
+        setattr(user, name, value)
+    return user
+
+
+def buyer_sync(*, account: TelegramAccount) -> Buyer:
+    """Record who is writing (creating them on first contact); returns their language and step."""
+    return _buyer(_user_sync(account))
+
+
+def buyer_language_set(*, account: TelegramAccount, language: str) -> Buyer:
+    """Store the buyer's /language choice: "en", "ru" or "" to follow Telegram's setting."""
+    if language not in ("", *LANGUAGES):
+        raise ValueError(f"unknown language {language!r}")
+    user = _user_sync(account)
+    TelegramUser.objects.filter(pk=user.pk).update(language=language, updated_at=timezone.now())
+    user.language = language
+    return _buyer(user)
+
+
+def buyer_membership_set(*, account: TelegramAccount, blocked: bool) -> None:
+    """The user blocked the bot, or started or unblocked it (Telegram's my_chat_member update)."""
+    user = _user_sync(account)
+    buyer_reachability_set(telegram_id=user.telegram_id, blocked=blocked)
+
+
+def buyer_reachability_set(*, telegram_id: int, blocked: bool) -> None:
+    """Record that the user blocked the bot (Telegram answers 403) or unblocked it."""
+    TelegramUser.objects.filter(telegram_id=telegram_id).update(
+        blocked_at=timezone.now() if blocked else None, updated_at=timezone.now()
+    )
+
+
+def welcome_read(*, account: TelegramAccount) -> Step:
+    """The buyer and the catalog, for /start."""
+    buyer = buyer_sync(account=account)
+    try:
+        product = product_default()
+    except ProductUnavailable:
+        return Step(buyer=buyer)
+    return Step(buyer=buyer, catalog=Catalog(product, list(package_list(product=product))))
+
+
+def buyer_orders(*, account: TelegramAccount) -> Step:
+    """The buyer's recent orders, for /orders."""
+    buyer = buyer_sync(account=account)
+    return Step(buyer=buyer, orders=order_list_for_buyer(telegram_id=account.telegram_id))
+
+
+# --- Buying --------------------------------------------------------------------------------
+
+
+def _quote(draft: dict[str, Any]) -> Quote:
+    """Price what the draft holds from the catalog as it is now."""
+    if "package_id" in draft:
+        return quote_build(product=product_default(), package_id=int(draft["package_id"]))
+    return quote_build(product=product_default(), quantity=int(draft["quantity"]))
+
+
+def _recipient(draft: dict[str, Any]) -> RecipientInfo:
+    given = draft["recipient"]
+    return RecipientInfo(user_id=given["user_id"], username=given.get("username") or None)
+
+
+def buy_start(*, account: TelegramAccount) -> Step:
+    """Start a purchase (dropping any unfinished one): ask how many Stars."""
+    user = _user_sync(account)
+    product = product_default()
+    catalog = Catalog(product, list(package_list(product=product)))
+    user = _advance(user, state=CHOOSING_AMOUNT, flow=secrets.token_hex(4), draft={})
+    return Step(buyer=_buyer(user), catalog=catalog)
+
+
+def buy_amount_choose(*, account: TelegramAccount, flow: str, package_id: int) -> Step:
+    """The buyer tapped a package: price it and ask who gets the Stars."""
+    user = _user_sync(account)
+    _expect(user, flow, CHOOSING_AMOUNT)
+    draft = {"package_id": package_id}
+    quote = _quote(draft)
+    user = _advance(user, state=CHOOSING_RECIPIENT, draft=draft)
+    return Step(buyer=_buyer(user), quote=quote)
+
+
+def buy_custom_amount_ask(*, account: TelegramAccount, flow: str) -> Step:
+    """The buyer wants another amount: wait for them to type it."""
+    user = _user_sync(account)
+    _expect(user, flow, CHOOSING_AMOUNT)
+    product = product_default()
+    user = _advance(user, state=TYPING_AMOUNT, draft={})
+    return Step(buyer=_buyer(user), catalog=Catalog(product, []))
+
+
+def buy_custom_amount_enter(*, account: TelegramAccount, flow: str, quantity: int | None) -> Step:
+    """The buyer typed an amount (None if it was no number): price it and ask who gets it."""
+    user = _user_sync(account)
+    _expect(user, flow, TYPING_AMOUNT)
+    product = product_default()
+    if quantity is None:
+        raise AmountOutOfRange(product.min_quantity, product.max_quantity)
+    draft = {"quantity": quantity}
+    try:
+        quote = _quote(draft)
+    except QuantityOutOfRange:
+        raise AmountOutOfRange(product.min_quantity, product.max_quantity) from None
+    user = _advance(user, state=CHOOSING_RECIPIENT, draft=draft)
+    return Step(buyer=_buyer(user), quote=quote)
+
+
+def buy_recipient_other(*, account: TelegramAccount, flow: str) -> Step:
+    """The Stars are for someone else: wait for their @username or ID."""
+    user = _user_sync(account)
+    _expect(user, flow, CHOOSING_RECIPIENT)
+    quote = _quote(user.draft)
+    user = _advance(user, state=TYPING_RECIPIENT)
+    return Step(buyer=_buyer(user), quote=quote)
+
+
+def buy_recipient_check(*, account: TelegramAccount, flow: str, raw: str) -> Step:
+    """Ask the supplier who the recipient is and ask the buyer to confirm them.
+
+    Raw is what the buyer typed (state TYPING_RECIPIENT) or their own user ID when they
+    tapped "Myself" (CHOOSING_RECIPIENT). Raises InvalidRecipientInput, InvalidRecipient or
+    another SupplierError, leaving the buyer where they were. Calls the supplier: run it in
+    its own thread.
+    """
+    user = _user_sync(account)
+    _expect(user, flow, CHOOSING_RECIPIENT, TYPING_RECIPIENT)
+    quote = _quote(user.draft)
+    normalised, info = recipient_validate(raw=raw)
+    draft = {
+        **user.draft,
+        "recipient": {"input": normalised, "user_id": info.user_id, "username": info.username or ""},
+    }
+    user = _advance(user, state=CONFIRMING, draft=draft)
+    return Step(buyer=_buyer(user), quote=quote, recipient=info)
+
+
+def buy_recipient_change(*, account: TelegramAccount, flow: str) -> Step:
+    """The buyer wants another recipient: ask again who gets the Stars."""
+    user = _user_sync(account)
+    _expect(user, flow, CONFIRMING, CHOOSING_PAYMENT)
+    quote = _quote(user.draft)
+    draft = {key: value for key, value in user.draft.items() if key != "recipient"}
+    user = _advance(user, state=CHOOSING_RECIPIENT, draft=draft)
+    return Step(buyer=_buyer(user), quote=quote)
+
+
+def buy_confirm(*, account: TelegramAccount, flow: str) -> Step:
+    """The buyer confirmed the recipient: offer the payment methods enabled for the bot."""
+    user = _user_sync(account)
+    _expect(user, flow, CONFIRMING)
+    quote = _quote(user.draft)
+    user = _advance(user, state=CHOOSING_PAYMENT)
+    return Step(buyer=_buyer(user), quote=quote, recipient=_recipient(user.draft),
+                methods=payment_methods_for(CHANNEL))
+
+
+def buy_order_place(*, account: TelegramAccount, flow: str, method: str) -> Step:
+    """Place the order with the chosen method and open its invoice.
+
+    One order per purchase flow: the request key makes a repeated tap, here or in another
+    process, return the order the first one placed. Raises PaymentMethodUnavailable and
+    CatalogError. May call the payment provider: run it in its own thread.
+    """
+    user = _user_sync(account)
+    _expect(user, flow, CHOOSING_PAYMENT)
+    draft = user.draft
+    order = order_create(
+        channel=CHANNEL,
+        product=product_default(),
+        recipient_input=draft["recipient"]["input"],
+        recipient=_recipient(draft),
+        payment_method=method,
+        buyer_telegram_id=account.telegram_id,
+        request_key=f"tg:{account.telegram_id}:{flow}",
+        package_id=int(draft["package_id"]) if "package_id" in draft else None,
+        quantity=int(draft["quantity"]) if "quantity" in draft else None,
+    )
+    invoice = invoice_open(order=order)
+    user = _advance(user, state=AWAITING_PAYMENT, draft={**draft, "order_id": order.pk})
+    order = Order.objects.select_related("product").get(pk=order.pk)
+    return Step(buyer=_buyer(user), order=order, invoice=invoice)
+
+
+def buy_order_pay(*, account: TelegramAccount, flow: str) -> Step:
+    """Pay the purchase's order in test mode and end the purchase; the worker takes it from here.
+
+    An order that stopped waiting for payment meanwhile (expired, cancelled) is returned
+    as it stands. Raises PaymentMethodUnavailable when test payments are off.
+    """
+    user = _user_sync(account)
+    _expect(user, flow, AWAITING_PAYMENT)
+    order = Order.objects.get(pk=user.draft["order_id"], buyer_telegram_id=account.telegram_id)
+    try:
+        order_pay_sandbox(order=order)
+    except OrderStateChanged:
+        pass  # no longer awaiting payment: the buyer is shown where it stands
+    user = _advance(user, state=IDLE, draft={})
+    return Step(buyer=_buyer(user), order=Order.objects.select_related("product").get(pk=order.pk))
+
+
+def buy_cancel(*, account: TelegramAccount, flow: str | None = None) -> Step:
+    """Drop the purchase in progress and cancel its unpaid order, if it placed one.
+
+    flow is the purchase a Cancel button belongs to; None (the /cancel command) means
+    whatever is in progress. `cancelled` says whether there was anything to drop.
+    """
+    user = _user_sync(account)
+    if flow is not None:
+        _expect(user, flow, *[state for state in STATES if state != IDLE])
+    if user.state == IDLE:
+        return Step(buyer=_buyer(user))
+    order = None
+    order_id = user.draft.get("order_id")
+    if order_id:
+        order = Order.objects.get(pk=order_id, buyer_telegram_id=account.telegram_id)
+        try:
+            order = order_cancel(order=order, actor=f"buyer:{CHANNEL}", reason="Cancelled by the buyer")
+        except (OrderStateChanged, InvalidTransition):
+            pass  # paid or expired meanwhile: the buyer is shown where it stands
+        order = Order.objects.select_related("product").get(pk=order_id)
+    user = _advance(user, state=IDLE, draft={})
+    return Step(buyer=_buyer(user), order=order, cancelled=True)
+
+
+# --- Notices -------------------------------------------------------------------------------
+
+
+def notice_claim(*, order_id: int, status: str) -> NoticeClaim | None:
+    """Claim the buyer's notice about an order's move to `status`; None if there is nothing to send.
+
+    Nothing to send: not a bot order, a later notice already covers it (refund_pending once
+    the order is refunded), it was sent or is being sent, or the buyer blocked the bot. A
+    notice that failed before, or died mid-send long ago, is claimed again.
+    """
+    order = Order.objects.select_related("product").filter(pk=order_id).first()
+    if order is None or order.channel != CHANNEL or not order.buyer_telegram_id:
+        return None
+    if order.status != status and order.status in BUYER_NOTICE_STATUSES:
+        return None
+    chat_id = order.buyer_telegram_id
+    try:
+        with transaction.atomic():
+            notice = BuyerNotice.objects.create(order=order, status=status, chat_id=chat_id)
+    except IntegrityError:
+        notice = BuyerNotice.objects.get(order=order, status=status)
+        stale = notice.updated_at < timezone.now() - NOTICE_RECLAIM_AFTER
+        if not (notice.outcome == BuyerNotice.Outcome.FAILED
+                or (notice.outcome == BuyerNotice.Outcome.SENDING and stale)):
+            return None
+        reclaimed = BuyerNotice.objects.filter(
+            pk=notice.pk, outcome=notice.outcome, updated_at=notice.updated_at
+        ).update(outcome=BuyerNotice.Outcome.SENDING, updated_at=timezone.now())
+        if reclaimed != 1:
+            return None
+    user = TelegramUser.objects.filter(telegram_id=chat_id).first()
+    if user is not None and user.blocked_at is not None:
+        notice_record(notice_id=notice.pk, outcome=BuyerNotice.Outcome.BLOCKED,
+                      error="Not sent: the buyer has blocked the bot")
+        return None
+    language = language_for(choice=user.language, language_code=user.language_code) if user else "en"
+    return NoticeClaim(notice_id=notice.pk, chat_id=chat_id, language=language, order=order)
+
+
+def notice_record(*, notice_id: int, outcome: str, message_id: int | None = None, error: str = "") -> None:
+    """Record how sending a claimed notice went."""
+    BuyerNotice.objects.filter(pk=notice_id).update(
+        outcome=outcome, message_id=message_id, error=error[:255], updated_at=timezone.now()
+    )
