@@ -23,7 +23,7 @@ from orders.display import (
     recipient_handle,
     stars_display,
 )
-from orders.models import Order, PaymentInvoice
+from orders.models import Order
 from orders.models import OrderStatus as S
 from orders.payments.money import from_minor
 from orders.suppliers.base import RecipientInfo

@@ -113,7 +113,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # The stripe library logs every API call at INFO.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "stripe": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "stripe": {"level": "WARNING"},
+        # httpx logs request URLs, and Bot API URLs contain the bot token.
+        "httpx": {"level": "WARNING"},
+    },
 }
 
 # --- django-q2 -------------------------------------------------------------------------

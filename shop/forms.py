@@ -22,6 +22,7 @@ PAYMENT_METHOD_LABELS = (
     gettext_noop("Sandbox payment (test mode)"),
     gettext_noop("Crypto (USDT, TON, BTC via Crypto Pay)"),
     gettext_noop("TON"),
+    gettext_noop("Card (Stripe Checkout)"),
 )
 
 

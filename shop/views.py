@@ -25,13 +25,16 @@ from orders.exceptions import (
     InvalidTransition,
     OrderStateChanged,
     PaymentMethodUnavailable,
+    PaymentProviderError,
     SupplierError,
 )
-from orders.models import Order
+from orders.models import Order, PaymentInvoice
 from orders.models import OrderStatus as S
 from orders.payments import payment_methods_for
 from orders.payments.money import from_minor
+from orders.payments.demo import simulate_payment, simulate_supported
 from orders.payments.services import invoice_open
+from orders.payments.ton import ton_qr_svg
 from orders.services import order_cancel, order_create, order_pay_sandbox, recipient_validate
 from orders.suppliers.base import RecipientInfo
 from orders.display import money_display, order_status_payload, recipient_handle, stars_display
@@ -67,6 +70,8 @@ MSG_CHANGED = gettext_lazy(
     "Your order changed in another tab. Check the details below and confirm again.")
 MSG_METHOD_UNAVAILABLE = gettext_lazy("That payment method is not available here.")
 MSG_ACTION_UNAVAILABLE = gettext_lazy("That action is not available for this order.")
+MSG_PROVIDER_DOWN = gettext_lazy(
+    "The payment provider isn't answering right now, please try again in a minute.")
 
 def _quote_context(quote: Quote) -> dict[str, Any]:
     return {
@@ -313,21 +318,37 @@ def order_pay(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
             if action == "pay" and sandbox:
                 order_pay_sandbox(order=order)
                 return redirect("shop:order_status", public_id=order.public_id)
+            if action == "simulate":
+                invoice = order.invoices.filter(status=PaymentInvoice.Status.OPEN).first()
+                if invoice is not None and simulate_supported(invoice):
+                    simulate_payment(invoice)
+                    return redirect("shop:order_status", public_id=order.public_id)
         except (OrderStateChanged, InvalidTransition):
             # Paid, expired or cancelled meanwhile: the status page says which.
             return redirect("shop:order_status", public_id=order.public_id)
+        except PaymentProviderError:
+            messages.error(request, MSG_PROVIDER_DOWN)
+            return redirect("shop:order_pay", public_id=order.public_id)
         messages.error(request, MSG_ACTION_UNAVAILABLE)
         return redirect("shop:order_pay", public_id=order.public_id)
+    provider_down = False
     try:
         invoice = invoice_open(order=order)
     except PaymentMethodUnavailable:
         # The method was withdrawn after the order was placed: the buyer can only cancel.
         invoice = None
+    except PaymentProviderError:
+        invoice, provider_down = None, True
     except OrderStateChanged:
         return redirect("shop:order_status", public_id=order.public_id)
     return _page(request, "shop/pay.html", {
         "order": order,
         "invoice": invoice,
+        "provider_down": provider_down,
+        "simulate": invoice is not None and simulate_supported(invoice),
+        "ton_qr": (ton_qr_svg(invoice.pay_url)
+                   if invoice is not None and invoice.provider == "ton" else ""),
+        "ton_wallet": settings.TON_WALLET_ADDRESS,
         "amount": (money_display(from_minor(invoice.amount_minor, invoice.currency), invoice.currency)
                    if invoice else money_display(order.price, order.currency)),
         "handle": recipient_handle(order.recipient_username, order.recipient_user_id),

@@ -283,9 +283,8 @@ def test_start_help_and_orders(bot, fulfilment_jobs):
         await chat.tap("✅ Yes")
         await chat.tap("🧪 Test payment")
         await chat.tap("💳 Pay (test mode)")
-        return chat
 
-    chat = bot.run(scenario)
+    bot.run(scenario)
     order = Order.objects.get()
     fulfil_order(order.pk)
 
