@@ -65,9 +65,11 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from fakes._serving import FakeHTTPServer, ServingThread
 
 TOKEN_HEADER = "Crypto-Pay-API-Token"
 SIGNATURE_HEADER = "crypto-pay-api-signature"
@@ -641,57 +643,28 @@ class FakeCryptoPayHandler(BaseHTTPRequestHandler):
             self.log_message("%s %s client went away before the answer", self.command, self.path)
 
 
-class FakeCryptoPayServer(ThreadingHTTPServer):
+class FakeCryptoPayServer(FakeHTTPServer):
     """A threaded HTTP server carrying one fake Crypto Pay app."""
-
-    daemon_threads = True
 
     def __init__(self, address: tuple[str, int], config: FakeCryptoPayConfig) -> None:
         self.config = config
         self.state = FakeCryptoPayState(config)
         super().__init__(address, FakeCryptoPayHandler)
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
 
-
-class RunningFakeCryptoPay:
+class RunningFakeCryptoPay(ServingThread[FakeCryptoPayServer]):
     """A fake Crypto Pay serving from a background thread."""
 
-    def __init__(self, server: FakeCryptoPayServer, thread: threading.Thread) -> None:
-        self.server = server
-        self.thread = thread
-        self.url = server.url
-        self.config = server.config
-        self._stopped = False
-
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-    def __enter__(self) -> RunningFakeCryptoPay:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    @property
+    def config(self) -> FakeCryptoPayConfig:
+        return self.server.config
 
 
 def start_fake_cryptopay(
     config: FakeCryptoPayConfig, *, host: str = "127.0.0.1", port: int = 0
 ) -> RunningFakeCryptoPay:
     """Start a fake Crypto Pay in a daemon thread; port 0 picks a free port."""
-    server = FakeCryptoPayServer((host, port), config)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name=f"fake-cryptopay-{server.server_address[1]}", daemon=True)
-    thread.start()
-    return RunningFakeCryptoPay(server, thread)
+    return RunningFakeCryptoPay(FakeCryptoPayServer((host, port), config), name="fake-cryptopay")
 
 
 def main(argv: list[str] | None = None) -> None:

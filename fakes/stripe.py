@@ -70,9 +70,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from fakes._serving import FakeHTTPServer, ServingThread
 
 API_VERSION = "2026-10-28.endive"
 MAX_BODY_BYTES = 1_000_000
@@ -990,59 +992,30 @@ def _checkout_page(session: dict[str, Any], items: list[dict[str, Any]]) -> str:
         f"{cancel_link}<p class=muted>Session {session_id}</p>"))
 
 
-class FakeStripeServer(ThreadingHTTPServer):
+class FakeStripeServer(FakeHTTPServer):
     """A threaded HTTP server carrying the fake account."""
-
-    daemon_threads = True
 
     def __init__(self, address: tuple[str, int], config: FakeStripeConfig) -> None:
         self.state = FakeStripeState(config)
         super().__init__(address, FakeStripeHandler)
 
     @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
     def public_url(self) -> str:
         return (self.state.config.public_url or self.url).rstrip("/")
 
 
-class RunningFakeStripe:
+class RunningFakeStripe(ServingThread[FakeStripeServer]):
     """A fake Stripe serving from a background thread."""
 
-    def __init__(self, server: FakeStripeServer, thread: threading.Thread) -> None:
-        self.server = server
-        self.thread = thread
-        self.url = server.url
-        self.state = server.state
-        self._stopped = False
-
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-    def __enter__(self) -> RunningFakeStripe:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    @property
+    def state(self) -> FakeStripeState:
+        return self.server.state
 
 
 def start_fake_stripe(config: FakeStripeConfig, *, host: str = "127.0.0.1",
                       port: int = 0) -> RunningFakeStripe:
     """Start a fake Stripe in a daemon thread; port 0 picks a free port."""
-    server = FakeStripeServer((host, port), config)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name=f"fake-stripe-{server.server_address[1]}", daemon=True)
-    thread.start()
-    return RunningFakeStripe(server, thread)
+    return RunningFakeStripe(FakeStripeServer((host, port), config), name="fake-stripe")
 
 
 def main(argv: list[str] | None = None) -> None:

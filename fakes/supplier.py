@@ -90,9 +90,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from fakes._serving import FakeHTTPServer, ServingThread
 
 USERNAME_RE = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
 USER_ID_RE = re.compile(r"^[0-9]{1,20}$")
@@ -820,10 +822,8 @@ class SupplierRequestHandler(BaseHTTPRequestHandler):
             pass
 
 
-class SandboxSupplierServer(ThreadingHTTPServer):
+class SandboxSupplierServer(FakeHTTPServer):
     """A threaded HTTP server carrying the sandbox state and a stop signal for sleepers."""
-
-    daemon_threads = True
 
     def __init__(self, address: tuple[str, int], config: SupplierConfig) -> None:
         self.config = config
@@ -831,53 +831,23 @@ class SandboxSupplierServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
         super().__init__(address, SupplierRequestHandler)
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+    def before_stop(self) -> None:
+        self.stopping.set()  # wake handlers sleeping in hang/slow behaviours
 
 
-class RunningSupplier:
+class RunningSupplier(ServingThread[SandboxSupplierServer]):
     """A sandbox supplier serving from a background thread."""
 
-    def __init__(self, server: SandboxSupplierServer, thread: threading.Thread) -> None:
-        self.server = server
-        self.thread = thread
-        self.url = server.url
-        self.config = server.config
-        self._stopped = False
-
-    def stop(self) -> None:
-        """Stop serving, wake sleeping handlers and release the port; safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self.server.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-    def __enter__(self) -> RunningSupplier:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    @property
+    def config(self) -> SupplierConfig:
+        return self.server.config
 
 
 def start_sandbox_supplier(
     config: SupplierConfig, *, host: str = "127.0.0.1", port: int = 0
 ) -> RunningSupplier:
     """Start a sandbox supplier in a daemon thread; port 0 picks a free port."""
-    server = SandboxSupplierServer((host, port), config)
-    # A short poll interval keeps stop() quick, which matters with one server per test.
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name=f"sandbox-supplier-{server.server_address[1]}",
-        daemon=True,
-    )
-    thread.start()
-    return RunningSupplier(server, thread)
+    return RunningSupplier(SandboxSupplierServer((host, port), config), name="sandbox-supplier")
 
 
 def main(argv: list[str] | None = None) -> None:

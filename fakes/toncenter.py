@@ -67,9 +67,11 @@ import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from fakes._serving import FakeHTTPServer, ServingThread
 
 GLOBAL_IDS = {"mainnet": -239, "testnet": -3}
 COINGECKO_ID = "the-open-network"
@@ -650,56 +652,27 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
-class FakeToncenterServer(ThreadingHTTPServer):
+class FakeToncenterServer(FakeHTTPServer):
     """A threaded HTTP server carrying the fake chain's state."""
-
-    daemon_threads = True
 
     def __init__(self, address: tuple[str, int], config: ToncenterConfig) -> None:
         self.config = config
         self.state = ToncenterState(config)
         super().__init__(address, ToncenterRequestHandler)
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
 
-
-class RunningToncenter:
+class RunningToncenter(ServingThread[FakeToncenterServer]):
     """A fake toncenter serving from a background thread."""
 
-    def __init__(self, server: FakeToncenterServer, thread: threading.Thread) -> None:
-        self.server = server
-        self.thread = thread
-        self.url = server.url
-        self.config = server.config
-        self._stopped = False
-
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-    def __enter__(self) -> RunningToncenter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    @property
+    def config(self) -> ToncenterConfig:
+        return self.server.config
 
 
 def start_fake_toncenter(config: ToncenterConfig, *, host: str = "127.0.0.1",
                          port: int = 0) -> RunningToncenter:
     """Start a fake toncenter in a daemon thread; port 0 picks a free port."""
-    server = FakeToncenterServer((host, port), config)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name=f"fake-toncenter-{server.server_address[1]}", daemon=True)
-    thread.start()
-    return RunningToncenter(server, thread)
+    return RunningToncenter(FakeToncenterServer((host, port), config), name="fake-toncenter")
 
 
 def main(argv: list[str] | None = None) -> None:
