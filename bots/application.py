@@ -15,7 +15,8 @@ from bots.processor import DEFAULT_MAX_RUNNING, PerUserUpdateProcessor
 from bots.services import LANGUAGES
 
 # The update types the handlers use; setWebhook and getUpdates ask Telegram for these only.
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER,
+                   Update.PRE_CHECKOUT_QUERY]
 # After a 429, wait Telegram's retry_after and try again this many times before giving up.
 RATE_LIMIT_RETRIES = 3
 # Enough HTTP connections for every running handler to talk to Telegram at once.

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.utils import translation
-from telegram import ChatMember, InlineKeyboardMarkup, Message, Update
+from telegram import ChatMember, InlineKeyboardMarkup, LabeledPrice, Message, MessageEntity, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
@@ -27,6 +27,7 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    PreCheckoutQueryHandler,
     filters,
 )
 
@@ -39,8 +40,11 @@ from orders.exceptions import (
     InvalidRecipient,
     InvalidRecipientInput,
     PaymentMethodUnavailable,
+    PaymentProviderError,
     SupplierError,
 )
+from orders.payments.telegram_payments import CODE as TELEGRAM_PAYMENTS
+from orders.payments.telegram_payments import provider_token
 from orders.recipients import MAX_INPUT_LENGTH
 from shop.exceptions import CatalogError
 
@@ -100,26 +104,28 @@ async def _language(update: Update) -> str:
     return (await db(services.buyer_sync, account=_account(update))).language
 
 
-async def _send(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+async def _send(update: Update, text: str, markup: InlineKeyboardMarkup | None = None,
+                entities: list[MessageEntity] | None = None) -> None:
     """A new message in the buyer's chat."""
     chat = update.effective_chat
     assert chat is not None
-    await chat.send_message(text, reply_markup=markup)
+    await chat.send_message(text, reply_markup=markup, entities=entities or None)
 
 
-async def _show(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+async def _show(update: Update, text: str, markup: InlineKeyboardMarkup | None = None,
+                entities: list[MessageEntity] | None = None) -> None:
     """Replace the message whose button was tapped; a new message if Telegram won't edit it."""
     query = update.callback_query
     if query is not None and isinstance(query.message, Message):
         try:
-            await query.edit_message_text(text, reply_markup=markup)
+            await query.edit_message_text(text, reply_markup=markup, entities=entities or None)
             return
         except BadRequest as exc:
             if "not modified" in exc.message.lower():
                 return  # a repeated tap that changes nothing
             # Too old or deleted: the buyer still needs the next step.
             logger.info("could not edit message %s: %s", query.message.message_id, exc.message)
-    await _send(update, text, markup)
+    await _send(update, text, markup, entities)
 
 
 async def _answer(update: Update, text: str | None = None) -> None:
@@ -314,12 +320,52 @@ async def confirm_callback(update: Update, context: Context) -> None:
 async def payment_method_callback(update: Update, context: Context) -> None:
     """A payment method: place the order and show how to pay it."""
     assert context.match is not None
-    step = await db_parallel(services.buy_order_place, account=_account(update),
-                             flow=context.match["flow"], method=context.match["method"])
+    try:
+        step = await db_parallel(services.buy_order_place, account=_account(update),
+                                 flow=context.match["flow"], method=context.match["method"])
+    except PaymentProviderError as exc:
+        # The order was dropped: the method buttons above still work, for this method or another.
+        logger.warning("payment provider could not open an invoice: %s", exc)
+        await _answer(update)
+        await _tell(update, messages.payment_provider_down_text)
+        return
     await _answer(update)
     with translation.override(step.buyer.language):
-        screen = messages.invoice_screen(step)
-    await _show(update, *screen)
+        text, markup, entities = messages.invoice_screen(step)
+        photo = messages.invoice_photo(step)
+    await _show(update, text, markup, entities)
+    if photo is not None:
+        await _send_photo(update, *photo)
+    if step.invoice is not None and step.invoice.provider == TELEGRAM_PAYMENTS:
+        await _send_invoice(update, step)
+
+
+async def _send_photo(update: Update, photo: bytes, caption: str) -> None:
+    """The TON QR code; the text above already says everything, so a refusal is only logged."""
+    chat = update.effective_chat
+    assert chat is not None
+    try:
+        await chat.send_photo(photo, caption=caption)
+    except BadRequest as exc:
+        logger.warning("could not send the QR code to chat %s: %s", chat.id, exc.message)
+
+
+async def _send_invoice(update: Update, step: services.Step) -> None:
+    """Telegram Payments: the invoice message with Telegram's own Pay button."""
+    chat, invoice = update.effective_chat, step.invoice
+    assert chat is not None and invoice is not None
+    with translation.override(step.buyer.language):
+        details = messages.telegram_invoice(step)
+    try:
+        await chat.send_invoice(
+            title=details.title, description=details.description,
+            payload=invoice.provider_invoice_id, provider_token=provider_token(),
+            currency=invoice.currency, prices=[LabeledPrice(details.label, invoice.amount_minor)],
+        )
+    except BadRequest as exc:
+        # A wrong or revoked provider token, a currency the provider refuses: the operator's to fix.
+        logger.error("sendInvoice refused for chat %s: %s", chat.id, exc.message)
+        await _tell(update, messages.payment_provider_down_text)
 
 
 @button
@@ -332,6 +378,25 @@ async def pay_callback(update: Update, context: Context) -> None:
     assert step.order is not None
     with translation.override(step.buyer.language):
         text = messages.order_text(step.order)
+    await _show(update, text)
+
+
+@button
+async def simulate_callback(update: Update, context: Context) -> None:
+    """"Simulate payment (demo)": the local fake pays; its webhook or the poller marks the order paid."""
+    assert context.match is not None
+    try:
+        step = await db_parallel(services.buy_order_simulate, account=_account(update),
+                                 flow=context.match["flow"])
+    except PaymentProviderError as exc:
+        logger.warning("simulated payment failed: %s", exc)
+        await _answer(update)
+        await _tell(update, messages.simulate_down_text)
+        return
+    await _answer(update)
+    assert step.order is not None
+    with translation.override(step.buyer.language):
+        text = messages.simulated_text(step.order)
     await _show(update, text)
 
 
@@ -434,6 +499,37 @@ async def other_message_callback(update: Update, context: Context) -> None:
         await _send(update, messages.non_text_text(buyer.state))
 
 
+async def pre_checkout_callback(update: Update, context: Context) -> None:
+    """Telegram asks, before charging, whether the order can still take this payment (≤ 10 s)."""
+    query = update.pre_checkout_query
+    assert query is not None
+    check = await db(services.buy_checkout_check, account=_account(update),
+                     payload=query.invoice_payload, currency=query.currency,
+                     total_amount=query.total_amount)
+    if not check.refusal:
+        await query.answer(ok=True)
+        return
+    with translation.override(check.buyer.language):
+        reason = messages.checkout_refusal_text(check.refusal)
+    await query.answer(ok=False, error_message=reason)
+
+
+async def successful_payment_callback(update: Update, context: Context) -> None:
+    """Telegram charged the buyer: the payment goes through the same inbox as every method's."""
+    assert update.message is not None and update.message.successful_payment is not None
+    paid = update.message.successful_payment
+    step = await db_parallel(services.buy_payment_receive, account=_account(update),
+                             payment=services.TelegramPayment(
+                                 payload=paid.invoice_payload, currency=paid.currency,
+                                 total_amount=paid.total_amount,
+                                 telegram_payment_charge_id=paid.telegram_payment_charge_id,
+                                 provider_payment_charge_id=paid.provider_payment_charge_id))
+    with translation.override(step.buyer.language):
+        text = (messages.order_text(step.order) if step.order is not None
+                else messages.payment_unmatched_text())
+    await _send(update, text)
+
+
 async def my_chat_member_callback(update: Update, context: Context) -> None:
     """The user blocked or unblocked the bot: remember whether messages can reach them."""
     change = update.my_chat_member
@@ -460,6 +556,10 @@ async def error_callback(update: object, context: Context) -> None:
     with translation.override(language):
         text = messages.error_text()
     try:
+        if update.pre_checkout_query is not None:
+            # Unanswered, Telegram would keep the buyer waiting 10 s; refused, nothing is charged.
+            await update.pre_checkout_query.answer(ok=False, error_message=text)
+            return
         if update.callback_query is not None:
             try:
                 await update.callback_query.answer()
@@ -487,6 +587,8 @@ def handlers_register(application: Application) -> None:
     }
     for command, callback in commands.items():
         application.add_handler(CommandHandler(command, callback, filters=private))
+    application.add_handler(MessageHandler(private & filters.SUCCESSFUL_PAYMENT,
+                                           successful_payment_callback))
     application.add_handler(MessageHandler(private & filters.COMMAND, unknown_command_callback))
     application.add_handler(MessageHandler(private & filters.TEXT, text_callback))
     application.add_handler(MessageHandler(private, other_message_callback))
@@ -498,11 +600,13 @@ def handlers_register(application: Application) -> None:
         (data.CONFIRM_PATTERN, confirm_callback),
         (data.METHOD_PATTERN, payment_method_callback),
         (data.PAY_PATTERN, pay_callback),
+        (data.SIMULATE_PATTERN, simulate_callback),
         (data.CANCEL_PATTERN, cancel_button_callback),
     ]
     for pattern, tap_callback in buttons:
         application.add_handler(CallbackQueryHandler(tap_callback, pattern=pattern))
     application.add_handler(CallbackQueryHandler(stale_callback))
+    application.add_handler(PreCheckoutQueryHandler(pre_checkout_callback))
     application.add_handler(ChatMemberHandler(my_chat_member_callback,
                                                ChatMemberHandler.MY_CHAT_MEMBER))
     application.add_error_handler(error_callback)

@@ -8,10 +8,11 @@ a name or username can never be read as markup.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageEntity
 
 from bots import callback_data as data
 from bots.services import TYPING_AMOUNT, TYPING_RECIPIENT, Catalog, Step
@@ -26,10 +27,16 @@ from orders.display import (
 from orders.models import Order
 from orders.models import OrderStatus as S
 from orders.payments.money import from_minor
+from orders.payments.telegram_payments import CODE as TELEGRAM_PAYMENTS
+from orders.payments.telegram_payments import CheckoutRefusal
+from orders.payments.ton import CODE as TON
+from orders.payments.ton import ton_qr_png
 from orders.suppliers.base import RecipientInfo
 from shop.selectors import Quote
 
 Screen = tuple[str, InlineKeyboardMarkup | None]
+# A screen with entities (copyable `code` spans): still no parse mode, nothing is read as markup.
+FormattedScreen = tuple[str, InlineKeyboardMarkup | None, list[MessageEntity]]
 
 # The bot's commands, as Telegram lists them in the menu (setMyCommands) and /help.
 COMMANDS = [
@@ -229,9 +236,9 @@ def supplier_down_text() -> str:
 
 
 def method_label(code: str, label: str) -> str:
-    """A payment method's button; methods we know get a translated label."""
+    """A payment method's button, translated: the labels settings ship with are in shop's catalogue."""
     known = {"sandbox": _("🧪 Test payment")}
-    return known.get(code, label)
+    return known.get(code) or _(label)
 
 
 def payment_screen(step: Step) -> Screen:
@@ -256,8 +263,26 @@ def payment_screen(step: Step) -> Screen:
     return "\n".join(lines), _keyboard(*rows)
 
 
-def invoice_screen(step: Step) -> Screen:
-    """The placed order and how to pay it."""
+def _code_entities(text: str, spans: Sequence[str]) -> list[MessageEntity]:
+    """`code` entities over each span's first place in text after the previous one.
+
+    Telegram counts offsets in UTF-16 code units, so a flag or an emoji before a span counts twice.
+    """
+    entities: list[MessageEntity] = []
+    start = 0
+    for span in spans:
+        index = text.find(span, start) if span else -1
+        if index < 0:
+            continue
+        offset = len(text[:index].encode("utf-16-le")) // 2
+        length = len(span.encode("utf-16-le")) // 2
+        entities.append(MessageEntity(MessageEntity.CODE, offset, length))
+        start = index + len(span)
+    return entities
+
+
+def invoice_screen(step: Step) -> FormattedScreen:
+    """The placed order and how to pay it; the demo's simulate button when a local fake takes the money."""
     order, invoice = step.order, step.invoice
     assert order is not None
     amount = (money_display(from_minor(invoice.amount_minor, invoice.currency), invoice.currency)
@@ -272,20 +297,101 @@ def invoice_screen(step: Step) -> Screen:
     ]
     flow = step.buyer.flow
     rows: list[list[InlineKeyboardButton]] = []
+    copyable: list[str] = []
     if order.payment_method == "sandbox":
         lines += ["", _("Test mode: no real money moves. Tap “Pay (test mode)” to simulate "
                         "the payment.")]
         rows.append([_button(_("💳 Pay (test mode)"), data.flow_data(flow, "pay"))])
     elif invoice is not None:
-        if invoice.comment:
+        if invoice.provider == TON:
+            wallet = str((invoice.raw or {}).get("wallet") or "")
+            lines += ["", _("Send exactly %(amount)s to this TON wallet:") % {"amount": amount}, wallet,
+                      _("with this comment, or we can't match your payment to the order:"),
+                      invoice.comment]
+            copyable += [wallet, invoice.comment]
+        elif invoice.comment:
             lines.append(_("Payment comment (required): %(comment)s") % {"comment": invoice.comment})
+        if invoice.provider == TELEGRAM_PAYMENTS:
+            lines += ["", _("Tap “Pay” on the invoice below to pay by card right here in Telegram.")]
         if invoice.pay_url.startswith(BUTTON_URL_SCHEMES):
             rows.append([InlineKeyboardButton(_("💳 Pay"), url=invoice.pay_url)])
         elif invoice.pay_url:
             # Telegram refuses other schemes (ton://) on buttons; wallets open them from text.
             lines += ["", _("Pay with this link: %(url)s") % {"url": invoice.pay_url}]
+        if step.simulate:
+            lines += ["", _("Demo: this method talks to a local test service, no real money moves. "
+                            "“Simulate payment (demo)” pays as a buyer would.")]
+            rows.append([_button(_("🧪 Simulate payment (demo)"), data.flow_data(flow, "simulate"))])
     rows.append([_button(_("✖ Cancel order"), data.flow_data(flow, "cancel"))])
-    return "\n".join(lines), _keyboard(*rows)
+    text = "\n".join(lines)
+    return text, _keyboard(*rows), _code_entities(text, copyable)
+
+
+def invoice_photo(step: Step) -> tuple[bytes, str] | None:
+    """TON's pay link as a QR code to scan, with its caption; None for other methods."""
+    invoice = step.invoice
+    if invoice is None or invoice.provider != TON or not invoice.pay_url:
+        return None
+    return ton_qr_png(invoice.pay_url), _("Scan this QR code with a TON wallet app: the amount "
+                                          "and the comment are filled in.")
+
+
+@dataclass(frozen=True)
+class TelegramInvoice:
+    """What sendInvoice shows: Telegram caps the title at 32 characters, the description at 255."""
+
+    title: str
+    description: str
+    label: str
+
+
+def telegram_invoice(step: Step) -> TelegramInvoice:
+    """The invoice the bot sends for Telegram Payments."""
+    order = step.order
+    assert order is not None
+    stars = stars_display(order.stars)
+    return TelegramInvoice(
+        title=stars[:32],
+        description=(_("%(stars)s for %(handle)s. Order #%(reference)s.") % {
+            "stars": stars, "handle": recipient_handle(order.recipient_username, order.recipient_user_id),
+            "reference": order.reference,
+        })[:255],
+        label=stars,
+    )
+
+
+def payment_provider_down_text() -> str:
+    return _("The payment service isn't answering right now. Please try again in a minute, or "
+             "choose another way to pay.")
+
+
+def simulate_down_text() -> str:
+    return _("The demo payment service isn't answering right now. Please try again in a minute.")
+
+
+def simulated_text(order: Order) -> str:
+    """After "Simulate payment (demo)": where the order stands."""
+    if order.status == S.AWAITING_PAYMENT:
+        return _("Demo payment sent. We'll confirm it as soon as it arrives and message you here "
+                 "when the Stars are delivered.")
+    return order_text(order)
+
+
+def checkout_refusal_text(refusal: str) -> str:
+    """Why Telegram's payment form won't take the money (answerPreCheckoutQuery ok=False)."""
+    texts = {
+        CheckoutRefusal.PAID: _("This order is already paid."),
+        CheckoutRefusal.CANCELLED: _("This order was cancelled. Send /buy to place a new one."),
+        CheckoutRefusal.EXPIRED: _("This order has expired. Send /buy to place a new one."),
+        CheckoutRefusal.AMOUNT: _("This invoice no longer matches the order. Send /buy to place "
+                                  "a new one."),
+    }
+    return texts.get(refusal, _("We can't find this order. Send /buy to place a new one."))
+
+
+def payment_unmatched_text() -> str:
+    return _("We received your payment but couldn't match it to an order. We have been alerted "
+             "and will sort it out.")
 
 
 def order_text(order: Order) -> str:

@@ -20,10 +20,17 @@ from django.utils import timezone
 
 from bots.exceptions import AmountOutOfRange, StaleAction
 from bots.models import BuyerNotice, TelegramUser
-from orders.exceptions import InvalidTransition, OrderStateChanged
-from orders.models import Channel, Order, PaymentInvoice
+from orders.exceptions import (
+    InvalidTransition,
+    OrderStateChanged,
+    PaymentMethodUnavailable,
+    PaymentProviderError,
+)
+from orders.models import Channel, Order, OrderStatus, PaymentInvoice
 from orders.payments import payment_methods_for
-from orders.payments.services import invoice_open
+from orders.payments.demo import simulate_payment, simulate_supported
+from orders.payments.services import invoice_open, payment_notice_accept
+from orders.payments.telegram_payments import telegram_checkout_refusal, telegram_payment_notice
 from orders.selectors import order_list_for_buyer
 from orders.services import order_cancel, order_create, order_pay_sandbox, recipient_validate
 from orders.suppliers.base import RecipientInfo
@@ -96,6 +103,27 @@ class Step:
     invoice: PaymentInvoice | None = None
     orders: list[Order] = field(default_factory=list)
     cancelled: bool = False
+    # The invoice runs against a local fake: offer "Simulate payment (demo)".
+    simulate: bool = False
+
+
+@dataclass(frozen=True)
+class TelegramPayment:
+    """A successful_payment as Telegram reports it in the buyer's chat."""
+
+    payload: str
+    currency: str
+    total_amount: int
+    telegram_payment_charge_id: str
+    provider_payment_charge_id: str
+
+
+@dataclass(frozen=True)
+class CheckoutCheck:
+    """The answer to a pre_checkout_query: refusal is "" to accept, else a CheckoutRefusal."""
+
+    buyer: Buyer
+    refusal: str
 
 
 @dataclass(frozen=True)
@@ -330,13 +358,16 @@ def buy_confirm(*, account: TelegramAccount, flow: str) -> Step:
 def buy_order_place(*, account: TelegramAccount, flow: str, method: str) -> Step:
     """Place the order with the chosen method and open its invoice.
 
-    One order per purchase flow: the request key makes a repeated tap, here or in another
-    process, return the order the first one placed. Raises PaymentMethodUnavailable and
-    CatalogError. May call the payment provider: run it in its own thread.
+    One order per purchase flow and attempt: the request key makes a repeated tap, here or
+    in another process, return the order the first one placed. When the provider cannot
+    open the invoice, that order is cancelled and the next tap, with this method or another,
+    places a new one. Raises PaymentMethodUnavailable, PaymentProviderError and CatalogError.
+    May call the payment provider: run it in its own thread.
     """
     user = _user_sync(account)
     _expect(user, flow, CHOOSING_PAYMENT)
     draft = user.draft
+    attempt = int(draft.get("attempt", 0))
     order = order_create(
         channel=CHANNEL,
         product=product_default(),
@@ -344,14 +375,31 @@ def buy_order_place(*, account: TelegramAccount, flow: str, method: str) -> Step
         recipient=_recipient(draft),
         payment_method=method,
         buyer_telegram_id=account.telegram_id,
-        request_key=f"tg:{account.telegram_id}:{flow}",
+        request_key=f"tg:{account.telegram_id}:{flow}" + (f":{attempt}" if attempt else ""),
         package_id=int(draft["package_id"]) if "package_id" in draft else None,
         quantity=int(draft["quantity"]) if "quantity" in draft else None,
     )
-    invoice = invoice_open(order=order)
+    try:
+        invoice = invoice_open(order=order)
+    except PaymentProviderError:
+        _order_drop(user, order, attempt)
+        raise
     user = _advance(user, state=AWAITING_PAYMENT, draft={**draft, "order_id": order.pk})
     order = Order.objects.select_related("product").get(pk=order.pk)
-    return Step(buyer=_buyer(user), order=order, invoice=invoice)
+    return Step(buyer=_buyer(user), order=order, invoice=invoice, simulate=simulate_supported(invoice))
+
+
+def _order_drop(user: TelegramUser, order: Order, attempt: int) -> None:
+    """Cancel an order whose invoice could not be opened; the buyer's next tap starts afresh."""
+    try:
+        order_cancel(order=order, actor=f"payment:{order.payment_method}",
+                     reason="The payment provider could not open an invoice")
+    except (OrderStateChanged, InvalidTransition):
+        pass  # a twin tap got further meanwhile
+    try:
+        _advance(user, state=CHOOSING_PAYMENT, draft={**user.draft, "attempt": attempt + 1})
+    except StaleAction:
+        pass  # a twin tap moved the buyer on
 
 
 def buy_order_pay(*, account: TelegramAccount, flow: str) -> Step:
@@ -369,6 +417,73 @@ def buy_order_pay(*, account: TelegramAccount, flow: str) -> Step:
         pass  # no longer awaiting payment: the buyer is shown where it stands
     user = _advance(user, state=IDLE, draft={})
     return Step(buyer=_buyer(user), order=Order.objects.select_related("product").get(pk=order.pk))
+
+
+def buy_order_simulate(*, account: TelegramAccount, flow: str) -> Step:
+    """Demo only: have the local fake pay the purchase's invoice, as the buyer would for real.
+
+    The payment then takes the real path (signed webhook, or the chain the poller reads).
+    The purchase ends before the call, so a second tap cannot pay twice; if the fake does
+    not answer, the buyer is put back at the invoice. Raises PaymentMethodUnavailable when
+    the method talks to the real provider, PaymentProviderError when the fake is down.
+    Calls the fake over the network: run it in its own thread.
+    """
+    user = _user_sync(account)
+    _expect(user, flow, AWAITING_PAYMENT)
+    draft = user.draft
+    order = Order.objects.get(pk=draft["order_id"], buyer_telegram_id=account.telegram_id)
+    invoice = order.invoices.filter(provider=order.payment_method,
+                                    status=PaymentInvoice.Status.OPEN).first()
+    if order.status != OrderStatus.AWAITING_PAYMENT:
+        # Expired or cancelled meanwhile: the buyer is shown where it stands.
+        user = _advance(user, state=IDLE, draft={})
+        return Step(buyer=_buyer(user), order=Order.objects.select_related("product").get(pk=order.pk))
+    if invoice is None or not simulate_supported(invoice):
+        raise PaymentMethodUnavailable("This payment cannot be simulated.")
+    user = _advance(user, state=IDLE, draft={})
+    try:
+        simulate_payment(invoice)
+    except PaymentProviderError:
+        try:
+            _advance(user, state=AWAITING_PAYMENT, draft=draft)
+        except StaleAction:
+            pass  # the buyer started something else meanwhile
+        raise
+    return Step(buyer=_buyer(user), order=Order.objects.select_related("product").get(pk=order.pk))
+
+
+def buy_checkout_check(*, account: TelegramAccount, payload: str, currency: str,
+                       total_amount: int) -> CheckoutCheck:
+    """Telegram asks whether to take a payment for one of our invoices (pre_checkout_query)."""
+    buyer = buyer_sync(account=account)
+    return CheckoutCheck(buyer=buyer, refusal=telegram_checkout_refusal(
+        payload=payload, currency=currency, total_amount=total_amount))
+
+
+def buy_payment_receive(*, account: TelegramAccount, payment: TelegramPayment) -> Step:
+    """Telegram took the buyer's money (successful_payment): apply it through the payment inbox.
+
+    The same payment reported twice is one inbox event. Ends the purchase it paid, if the
+    buyer is still at it. Enqueues fulfilment: run it in its own thread.
+    """
+    user = _user_sync(account)
+    event = payment_notice_accept(notice=telegram_payment_notice(
+        payload=payment.payload, currency=payment.currency, total_amount=payment.total_amount,
+        telegram_payment_charge_id=payment.telegram_payment_charge_id,
+        provider_payment_charge_id=payment.provider_payment_charge_id,
+        payer_telegram_id=account.telegram_id,
+    ))
+    if event.order_id is None:
+        logger.error("Telegram payment %s matches no invoice of ours (payload %r)",
+                     payment.telegram_payment_charge_id, payment.payload)
+        return Step(buyer=_buyer(user))
+    if user.state == AWAITING_PAYMENT and user.draft.get("order_id") == event.order_id:
+        try:
+            user = _advance(user, state=IDLE, draft={})
+        except StaleAction:
+            pass  # moved on by another update meanwhile
+    return Step(buyer=_buyer(user),
+                order=Order.objects.select_related("product").get(pk=event.order_id))
 
 
 def buy_cancel(*, account: TelegramAccount, flow: str | None = None) -> Step:

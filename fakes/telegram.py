@@ -7,17 +7,22 @@ leaks into "Telegram".
 
 What it does:
 
-- answers getMe, sendMessage, editMessageText, editMessageReplyMarkup, deleteMessage,
-  answerCallbackQuery, sendChatAction, setMyCommands, getMyCommands, deleteMyCommands,
+- answers getMe, sendMessage, sendPhoto (an uploaded PNG or JPEG, or a file_id),
+  sendInvoice, editMessageText, editMessageReplyMarkup, deleteMessage, answerCallbackQuery,
+  answerPreCheckoutQuery, sendChatAction, setMyCommands, getMyCommands, deleteMyCommands,
   setWebhook, deleteWebhook, getWebhookInfo and getUpdates (long polling); anything else is
-  404 "Not Found", as Telegram answers unknown methods; a wrong token is 401;
+  404 "Not Found", as Telegram answers unknown methods; a wrong token is 401; requests come
+  form-encoded, as JSON, or as multipart/form-data when they upload a file;
 - keeps each private chat as its user sees it: every message in order, edits applied, so a
   test reads the last screen and taps its buttons;
 - checks what Telegram checks and the bot could get wrong: text 1–4096 characters, button
-  callback data 1–64 bytes, editing a message that exists and belongs to the bot, "message
-  is not modified", each callback query answered once and only for queries it issued;
+  callback data 1–64 bytes, message entities inside the text (UTF-16 offsets), editing a
+  message that exists and belongs to the bot, "message is not modified", each callback query
+  and pre-checkout query answered once and only for queries it issued, an invoice's title,
+  description, payload, prices and provider token (none for Stars, XTR);
 - plays the user's side: ``user(...)`` returns a ``FakeUser`` that builds updates exactly as
-  Telegram sends them (text, commands, stickers, photos, button taps, my_chat_member);
+  Telegram sends them (text, commands, stickers, photos, button taps, my_chat_member, and
+  paying an invoice: ``pre_checkout(...)`` then ``successful_payment(...)``);
 - misbehaves on request: ``block(chat_id)`` makes every call to that chat 403 "Forbidden:
   bot was blocked by the user"; ``fail_next(method, error_code=429, retry_after=1)`` makes
   the next call(s) of a method fail as Telegram's flood control does;
@@ -26,6 +31,8 @@ What it does:
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import itertools
 import json
 import re
@@ -46,10 +53,22 @@ MAX_TEXT_LENGTH = 4096
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_ANSWER_TEXT_LENGTH = 200
 MAX_BODY_BYTES = 1_000_000
+MAX_CAPTION_LENGTH = 1024
+MAX_INVOICE_TITLE = 32
+MAX_INVOICE_DESCRIPTION = 255
+MAX_INVOICE_PAYLOAD_BYTES = 128
+STARS_CURRENCY = "XTR"
+ENTITY_TYPES = frozenset({
+    "mention", "hashtag", "cashtag", "bot_command", "url", "email", "phone_number", "bold",
+    "italic", "underline", "strikethrough", "spoiler", "blockquote", "expandable_blockquote",
+    "code", "pre", "text_link", "text_mention", "custom_emoji",
+})
 # Form fields sent as plain strings; every other field python-telegram-bot JSON-encodes.
 STRING_FIELDS = frozenset({
     "text", "callback_query_id", "url", "secret_token", "parse_mode", "language_code",
     "caption", "action", "inline_message_id", "ip_address", "business_connection_id",
+    "title", "description", "payload", "currency", "provider_token", "start_parameter",
+    "pre_checkout_query_id", "error_message", "photo",
 })
 SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _PATH_RE = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
@@ -134,6 +153,9 @@ class FakeTelegramState:
         self.failures: list[_Failure] = []
         self.open_queries: dict[str, int] = {}
         self.answered_queries: dict[str, dict[str, Any]] = {}
+        self.open_checkouts: dict[str, int] = {}
+        self.answered_checkouts: dict[str, dict[str, Any]] = {}
+        self.photos: dict[tuple[int, int], bytes] = {}
         self.updates: list[dict[str, Any]] = []
         self.update_ids = itertools.count(1000)
         self.webhook: dict[str, Any] = {}
@@ -232,18 +254,128 @@ def _markup(params: dict[str, Any]) -> dict[str, Any] | None:
     return markup or None
 
 
+def _entities(params: dict[str, Any], name: str, text: str) -> list[dict[str, Any]] | None:
+    """Formatting entities, each inside the text as Telegram measures it (UTF-16 code units)."""
+    entities = params.get(name)
+    if entities is None:
+        return None
+    if not isinstance(entities, list):
+        raise ApiError(400, f"Bad Request: can't parse {name} JSON object")
+    size = len(text.encode("utf-16-le")) // 2
+    for entity in entities:
+        offset, length = entity.get("offset"), entity.get("length")
+        if (entity.get("type") not in ENTITY_TYPES or not isinstance(offset, int)
+                or not isinstance(length, int) or offset < 0 or length < 1 or offset + length > size):
+            raise ApiError(400, "Bad Request: can't parse entities")
+    return entities or None
+
+
+def _with_entities(extra: dict[str, Any], name: str, entities: list[dict[str, Any]] | None) -> None:
+    if entities:
+        extra[name] = entities
+    else:
+        extra.pop(name, None)
+
+
 def get_me(state: FakeTelegramState, params: dict[str, Any]) -> Any:
     return state.bot_user
 
 
 def send_message(state: FakeTelegramState, params: dict[str, Any]) -> Any:
     chat_id = _chat_id(state, params)
+    text = _text(params)
     message = ChatMessage(
         chat_id=chat_id, message_id=state.next_message_id(chat_id), from_bot=True,
-        date=int(time.time()), text=_text(params), reply_markup=_markup(params),
+        date=int(time.time()), text=text, reply_markup=_markup(params),
+    )
+    _with_entities(message.extra, "entities", _entities(params, "entities", text))
+    state.chats.setdefault(chat_id, []).append(message)
+    return state.message_json(message)
+
+
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+def send_photo(state: FakeTelegramState, params: dict[str, Any]) -> Any:
+    chat_id = _chat_id(state, params)
+    photo = params.get("photo")
+    if isinstance(photo, bytes):
+        if not photo.startswith(_IMAGE_SIGNATURES):
+            raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED")
+        file_id = f"AgACAgIAAxkBAAEBsent{uuid.uuid4().hex[:12]}"
+    elif isinstance(photo, str) and photo:
+        file_id = photo
+    else:
+        raise ApiError(400, "Bad Request: there is no photo in the request")
+    caption = params.get("caption")
+    if caption is not None and len(str(caption)) > MAX_CAPTION_LENGTH:
+        raise ApiError(400, "Bad Request: message caption is too long")
+    message = ChatMessage(
+        chat_id=chat_id, message_id=state.next_message_id(chat_id), from_bot=True,
+        date=int(time.time()), reply_markup=_markup(params),
+        extra={"photo": [{"file_id": file_id, "file_unique_id": file_id[-12:], "width": 320,
+                          "height": 320, "file_size": len(photo) if isinstance(photo, bytes) else 0}]},
+    )
+    if caption:
+        message.extra["caption"] = str(caption)
+        _with_entities(message.extra, "caption_entities",
+                       _entities(params, "caption_entities", str(caption)))
+    if isinstance(photo, bytes):
+        state.photos[(chat_id, message.message_id)] = photo
+    state.chats.setdefault(chat_id, []).append(message)
+    return state.message_json(message)
+
+
+def send_invoice(state: FakeTelegramState, params: dict[str, Any]) -> Any:
+    chat_id = _chat_id(state, params)
+    title, description = params.get("title"), params.get("description")
+    payload, currency = params.get("payload"), params.get("currency")
+    if not isinstance(title, str) or not 1 <= len(title) <= MAX_INVOICE_TITLE:
+        raise ApiError(400, "Bad Request: INVOICE_TITLE_INVALID" if title else
+                       "Bad Request: title is empty")
+    if not isinstance(description, str) or not 1 <= len(description) <= MAX_INVOICE_DESCRIPTION:
+        raise ApiError(400, "Bad Request: INVOICE_DESCRIPTION_INVALID")
+    if not isinstance(payload, str) or not 1 <= len(payload.encode()) <= MAX_INVOICE_PAYLOAD_BYTES:
+        raise ApiError(400, "Bad Request: INVOICE_PAYLOAD_INVALID")
+    if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ApiError(400, "Bad Request: CURRENCY_INVALID")
+    token = params.get("provider_token") or ""
+    if currency == STARS_CURRENCY and token:
+        raise ApiError(400, "Bad Request: PAYMENT_PROVIDER_INVALID")
+    if currency != STARS_CURRENCY and not token:
+        raise ApiError(400, "Bad Request: PAYMENT_PROVIDER_INVALID")
+    prices = params.get("prices")
+    if (not isinstance(prices, list) or not prices
+            or any(not isinstance(price, dict) or not price.get("label")
+                   or not isinstance(price.get("amount"), int) for price in prices)):
+        raise ApiError(400, "Bad Request: can't parse prices JSON object")
+    total = sum(price["amount"] for price in prices)
+    if total <= 0:
+        raise ApiError(400, "Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID")
+    message = ChatMessage(
+        chat_id=chat_id, message_id=state.next_message_id(chat_id), from_bot=True,
+        date=int(time.time()), reply_markup=_markup(params),
+        extra={"invoice": {"title": title, "description": description,
+                           "start_parameter": params.get("start_parameter") or "",
+                           "currency": currency, "total_amount": total}},
     )
     state.chats.setdefault(chat_id, []).append(message)
     return state.message_json(message)
+
+
+def answer_pre_checkout_query(state: FakeTelegramState, params: dict[str, Any]) -> Any:
+    query_id = params.get("pre_checkout_query_id")
+    if not isinstance(query_id, str) or query_id not in state.open_checkouts:
+        raise ApiError(400, "Bad Request: query is too old and response timeout expired or query "
+                            "ID is invalid")
+    ok = params.get("ok")
+    if not isinstance(ok, bool):
+        raise ApiError(400, "Bad Request: ok is empty")
+    if not ok and not params.get("error_message"):
+        raise ApiError(400, "Bad Request: ERROR_MESSAGE_EMPTY")
+    del state.open_checkouts[query_id]
+    state.answered_checkouts[query_id] = params
+    return True
 
 
 def _editable(state: FakeTelegramState, params: dict[str, Any]) -> ChatMessage:
@@ -267,9 +399,13 @@ _NOT_MODIFIED = ("Bad Request: message is not modified: specified new message co
 def edit_message_text(state: FakeTelegramState, params: dict[str, Any]) -> Any:
     message = _editable(state, params)
     text, markup = _text(params), _markup(params)
-    if text == message.text and markup == message.reply_markup:
+    entities = _entities(params, "entities", text)
+    if message.text is None:
+        raise ApiError(400, "Bad Request: there is no text in the message to edit")
+    if text == message.text and markup == message.reply_markup and entities == message.extra.get("entities"):
         raise ApiError(400, _NOT_MODIFIED)
     message.text, message.reply_markup, message.edit_date = text, markup, int(time.time())
+    _with_entities(message.extra, "entities", entities)
     return state.message_json(message)
 
 
@@ -394,6 +530,9 @@ def get_updates(state: FakeTelegramState, params: dict[str, Any]) -> Any:
 METHODS: dict[str, Callable[[FakeTelegramState, dict[str, Any]], Any]] = {
     "getme": get_me,
     "sendmessage": send_message,
+    "sendphoto": send_photo,
+    "sendinvoice": send_invoice,
+    "answerprecheckoutquery": answer_pre_checkout_query,
     "editmessagetext": edit_message_text,
     "editmessagereplymarkup": edit_message_reply_markup,
     "deletemessage": delete_message,
@@ -459,7 +598,7 @@ class TelegramRequestHandler(BaseHTTPRequestHandler):
                 raise ApiError(400, "Bad Request: can't parse JSON")
             return body
         if content_type == "multipart/form-data":
-            raise ApiError(400, "Bad Request: file uploads are not supported by this fake")
+            return self._multipart(raw)
         fields = parse_qsl(query, keep_blank_values=True)
         fields += parse_qsl(raw.decode(), keep_blank_values=True)
         params: dict[str, Any] = {}
@@ -471,6 +610,35 @@ class TelegramRequestHandler(BaseHTTPRequestHandler):
                 params[name] = json.loads(value)
             except ValueError:
                 params[name] = value
+        return params
+
+    def _multipart(self, raw: bytes) -> dict[str, Any]:
+        """A file upload: files as bytes, other fields as in a form-encoded request."""
+        head = f"Content-Type: {self.headers.get('Content-Type')}\r\n\r\n".encode()
+        parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+        if not parsed.is_multipart():
+            raise ApiError(400, "Bad Request: can't parse multipart/form-data")
+        params: dict[str, Any] = {}
+        for part in parsed.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not name:
+                continue
+            content = part.get_payload(decode=True) or b""
+            if part.get_filename() is not None:
+                params[str(name)] = content
+                continue
+            value = content.decode()
+            if name in STRING_FIELDS:
+                params[str(name)] = value
+                continue
+            try:
+                params[str(name)] = json.loads(value)
+            except ValueError:
+                params[str(name)] = value
+        # An attach:// reference names the part that holds the file.
+        for name, value in list(params.items()):
+            if isinstance(value, str) and value.startswith("attach://"):
+                params[name] = params.get(value.removeprefix("attach://"), value)
         return params
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
@@ -575,6 +743,27 @@ class FakeUser:
         seen = [message.button_texts for message in self.fake.bot_messages(self.id)]
         raise AssertionError(f"no button {label!r} in chat {self.id}; buttons seen: {seen}")
 
+    def pre_checkout(self, payload: str, currency: str, total_amount: int) -> dict[str, Any]:
+        """The update Telegram sends when the user confirms an invoice's payment form."""
+        state = self.fake.state
+        query_id = str(uuid.uuid4().int)[:19]
+        with state.lock:
+            state.open_checkouts[query_id] = self.id
+        return self._update(pre_checkout_query={
+            "id": query_id, "from": self.json, "currency": currency,
+            "total_amount": total_amount, "invoice_payload": payload,
+        })
+
+    def successful_payment(self, payload: str, currency: str, total_amount: int, *,
+                           charge_id: str | None = None,
+                           provider_charge_id: str | None = None) -> dict[str, Any]:
+        """The service message Telegram posts in the chat once it charged the user."""
+        return self._update(message=self._message(successful_payment={
+            "currency": currency, "total_amount": total_amount, "invoice_payload": payload,
+            "telegram_payment_charge_id": charge_id or f"tg-charge-{uuid.uuid4().hex[:16]}",
+            "provider_payment_charge_id": provider_charge_id or f"ch_{uuid.uuid4().hex[:24]}",
+        }))
+
     def my_chat_member(self, status: str) -> dict[str, Any]:
         """The update Telegram sends when the user blocks ("kicked") or unblocks ("member") the bot."""
         old = "member" if status == "kicked" else "kicked"
@@ -649,6 +838,20 @@ class FakeTelegram:
     def unanswered_queries(self) -> list[str]:
         with self.state.lock:
             return list(self.state.open_queries)
+
+    def checkout_answer(self, query_id: str) -> dict[str, Any] | None:
+        """The bot's answerPreCheckoutQuery parameters for a query, None if it never answered."""
+        with self.state.lock:
+            return self.state.answered_checkouts.get(query_id)
+
+    def unanswered_checkouts(self) -> list[str]:
+        with self.state.lock:
+            return list(self.state.open_checkouts)
+
+    def photo(self, message: ChatMessage) -> bytes | None:
+        """The bytes the bot uploaded for a photo message, None if it sent a file_id."""
+        with self.state.lock:
+            return self.state.photos.get((message.chat_id, message.message_id))
 
     @property
     def webhook(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ class OrdersConfig(AppConfig):
     name = "orders"
 
     def ready(self) -> None:
+        from orders import checks  # noqa: F401  (registers the system checks)
         from orders.schedules import schedules_ensure
 
         post_migrate.connect(schedules_ensure, sender=self)

@@ -223,7 +223,8 @@ PAYMENT_METHODS = {
         "label": "Sandbox payment (test mode)",
         "fee_percent": Decimal(env("PAYMENT_SANDBOX_FEE_PERCENT", default="0")),
         "channels": ["web", "bot", "api"],
-        "enabled": env.bool("PAYMENT_SANDBOX_ENABLED", default=True),
+        # Free "payments" that deliver real Stars: on only while the supplier is the sandbox.
+        "enabled": env.bool("PAYMENT_SANDBOX_ENABLED", default=SUPPLIER_CODE == "sandbox"),
     },
     "ton": {
         "label": "TON",
@@ -248,6 +249,14 @@ PAYMENT_METHODS = {
         # Priced in fiat, so there is no rate to lock: the order's payment window caps it.
         "quote_minutes": env.int("PAYMENT_CRYPTOPAY_QUOTE_MINUTES", default=30),
     },
+    "telegram": {
+        # Telegram Payments (provider token) inside the bot. Off: Telegram's rules ask that digital
+        # goods sold in bots be paid in Stars, so card buyers in the bot use the hosted checkout.
+        "label": "Card in Telegram (Telegram Payments)",
+        "fee_percent": Decimal(env("PAYMENT_TELEGRAM_FEE_PERCENT", default="0")),
+        "channels": ["bot"],
+        "enabled": env.bool("PAYMENT_TELEGRAM_ENABLED", default=False),
+    },
 }
 
 # --- Telegram bot -----------------------------------------------------------------------
@@ -261,6 +270,8 @@ TELEGRAM_API_FILE_URL = env("TELEGRAM_API_FILE_URL", default="https://api.telegr
 TELEGRAM_WEBHOOK_SECRET = env("TELEGRAM_WEBHOOK_SECRET", default="")
 TELEGRAM_WEBHOOK_PATH = env("TELEGRAM_WEBHOOK_PATH", default="")
 TELEGRAM_WEBHOOK_URL = env("TELEGRAM_WEBHOOK_URL", default="")
+# Telegram Payments (sendInvoice with a provider token); see PAYMENT_METHODS["telegram"].
+TELEGRAM_PAYMENTS_PROVIDER_TOKEN = env("TELEGRAM_PAYMENTS_PROVIDER_TOKEN", default="")
 
 # Buyer notices on final order moves, by channel: a django-q2 task per channel that has one.
 ORDER_NOTICE_TASKS = {"bot": "bots.tasks.order_notify"} if TELEGRAM_BOT_TOKEN else {}

@@ -23,6 +23,7 @@ PAYMENT_METHOD_LABELS = (
     gettext_noop("Crypto (USDT, TON, BTC via Crypto Pay)"),
     gettext_noop("TON"),
     gettext_noop("Card (Stripe Checkout)"),
+    gettext_noop("Card in Telegram (Telegram Payments)"),
 )
 
 

@@ -51,7 +51,8 @@ def test_a_provider_method_opens_its_invoice_with_a_pay_button(bot, cryptopay):
     assert "To pay: $8.50" in chat.screen and "Test mode" not in chat.screen
     pay = chat.last.buttons[0]
     assert pay["text"] == "💳 Pay" and pay["url"] == remote["bot_invoice_url"]
-    assert chat.buttons == ["💳 Pay", "✖ Cancel order"]
+    # The fake runs on 127.0.0.1, so the demo's simulate control is offered too.
+    assert chat.buttons == ["💳 Pay", "🧪 Simulate payment (demo)", "✖ Cancel order"]
 
 
 def test_without_methods_the_buyer_is_told(bot, settings):

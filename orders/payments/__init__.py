@@ -9,12 +9,14 @@ from orders.payments.base import PaymentProvider
 from orders.payments.cryptopay import CryptoPayProvider
 from orders.payments.sandbox import SandboxPaymentProvider
 from orders.payments.stripe_checkout import StripeCheckoutProvider
+from orders.payments.telegram_payments import TelegramPaymentsProvider
 from orders.payments.ton import TonPaymentProvider
 
 _PROVIDERS: dict[str, type] = {
     "sandbox": SandboxPaymentProvider,
     "ton": TonPaymentProvider,
     "stripe": StripeCheckoutProvider,
+    "telegram": TelegramPaymentsProvider,
     "cryptopay": CryptoPayProvider,
 }
 
