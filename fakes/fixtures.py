@@ -116,6 +116,21 @@ def sandbox_supplier(
 
 
 @pytest.fixture
+def supplier(sandbox_supplier: SandboxSupplier, settings: Any) -> SandboxSupplier:
+    """The shop's settings pointed at `sandbox_supplier`, with timings short enough for tests.
+
+    The client timeout stays below the fixture's hang_seconds, so @sandbox_timeout times out.
+    """
+    settings.SUPPLIER_CODE = "sandbox"
+    settings.SUPPLIER_BASE_URL = sandbox_supplier.url
+    settings.SUPPLIER_API_KEY = sandbox_supplier.api_key
+    settings.SUPPLIER_TIMEOUT = 2.0
+    settings.FULFILMENT_UNKNOWN_GRACE_SECONDS = 0.5
+    settings.FULFILMENT_POLL_FIRST_DELAY = 0.1
+    return sandbox_supplier
+
+
+@pytest.fixture
 def supplier_client(sandbox_supplier: SandboxSupplier) -> HttpSupplierClient:
     """The real HTTP supplier client pointed at `sandbox_supplier`, 2 s timeout."""
     return HttpSupplierClient(

@@ -47,16 +47,6 @@ def cryptopay(cryptopay_fake: FakeCryptoPay, settings, monkeypatch) -> FakeCrypt
 
 
 @pytest.fixture
-def supplier(sandbox_supplier, settings):
-    settings.SUPPLIER_BASE_URL = sandbox_supplier.url
-    settings.SUPPLIER_API_KEY = sandbox_supplier.api_key
-    settings.SUPPLIER_TIMEOUT = 1.0
-    settings.FULFILMENT_UNKNOWN_GRACE_SECONDS = 0.5
-    settings.FULFILMENT_POLL_FIRST_DELAY = 0.1
-    return sandbox_supplier
-
-
-@pytest.fixture
 def enqueued(monkeypatch) -> dict[str, list[int]]:
     """Record jobs instead of sending them to a broker; tests run them by hand."""
     jobs: dict[str, list[int]] = {"fulfil": [], "refund": []}

@@ -60,15 +60,6 @@ def stripe_shop(settings, monkeypatch, fake_stripe: FakeStripe) -> FakeStripe:
 
 
 @pytest.fixture
-def supplier(sandbox_supplier, settings):
-    settings.SUPPLIER_BASE_URL = sandbox_supplier.url
-    settings.SUPPLIER_API_KEY = sandbox_supplier.api_key
-    settings.SUPPLIER_TIMEOUT = 2.0
-    settings.FULFILMENT_POLL_FIRST_DELAY = 0.1
-    return sandbox_supplier
-
-
-@pytest.fixture
 def enqueued(monkeypatch) -> dict[str, list[int]]:
     """Record jobs instead of sending them to a broker; tests run them by hand."""
     jobs: dict[str, list[int]] = {"fulfil": [], "refund": []}

@@ -27,16 +27,6 @@ def standard(catalog: Product) -> Package:
 
 
 @pytest.fixture
-def supplier(settings, sandbox_supplier):
-    """The real sandbox supplier over HTTP, configured the way production configures a supplier."""
-    settings.SUPPLIER_CODE = "sandbox"
-    settings.SUPPLIER_BASE_URL = sandbox_supplier.url
-    settings.SUPPLIER_API_KEY = sandbox_supplier.api_key
-    settings.SUPPLIER_TIMEOUT = 2.0
-    return sandbox_supplier
-
-
-@pytest.fixture
 def q_sync(monkeypatch) -> None:
     """Run django-q2 tasks in-process when enqueued (django_q reads Conf.SYNC on each async_task)."""
     from django_q.conf import Conf
