@@ -72,6 +72,12 @@ class Order(models.Model):
     fulfilment_attempts = models.PositiveIntegerField(default=0)
     # The pending job: when a worker or the sweeper must next look at this order.
     next_action_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Who is working on the order right now, and until when: a live worker renews its lease
+    # every few seconds, so a dead or stalled one loses it within seconds, not minutes.
+    lease_owner = models.CharField(max_length=120, blank=True, editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Given by the buyer for a receipt, and with the reference a way to find the order again.
+    buyer_email = models.EmailField(blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -137,6 +143,9 @@ class PaymentInvoice(models.Model):
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="invoices")
     provider = models.CharField(max_length=30)
+    # The provider account the invoice id is unique in (network + app, wallet, livemode):
+    # ids repeat across accounts, and a fake restarted on a kept database numbers from 1 again.
+    account = models.CharField(max_length=200, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     provider_invoice_id = models.CharField(max_length=200, blank=True)
     # TON: the unique text comment the buyer's transfer must carry.
@@ -155,8 +164,8 @@ class PaymentInvoice(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["provider", "provider_invoice_id"], condition=~Q(provider_invoice_id=""),
-                name="invoice_unique_provider_id",
+                fields=["provider", "account", "provider_invoice_id"],
+                condition=~Q(provider_invoice_id=""), name="invoice_unique_account_id",
             ),
             models.UniqueConstraint(
                 fields=["provider", "comment"], condition=~Q(comment=""),
@@ -273,11 +282,20 @@ class SupplierAttempt(models.Model):
 
 
 class ProviderCursor(models.Model):
-    """How far a poller has read a provider's feed (e.g. the last TON transaction lt seen)."""
+    """How far a poller has read one provider account's feed (e.g. the last TON lt seen).
 
-    provider = models.CharField(max_length=30, unique=True)
+    Per account (TON: network + wallet): another chain or wallet has its own positions.
+    """
+
+    provider = models.CharField(max_length=30)
+    account = models.CharField(max_length=200, blank=True)
     value = models.CharField(max_length=200, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "account"], name="cursor_unique_account"),
+        ]
+
     def __str__(self) -> str:
-        return f"{self.provider}: {self.value}"
+        return f"{self.provider} {self.account}: {self.value}"

@@ -14,6 +14,8 @@ class Product(models.Model):
         TELEGRAM_USER = "telegram_user", "Telegram user ID or @username"
 
     name = models.CharField(max_length=100)
+    # Per-language catalog texts; an empty one falls back to English (see localized()).
+    name_ru = models.CharField("name (Russian)", max_length=100, blank=True)
     slug = models.SlugField(unique=True)
     platform = models.CharField(max_length=40, help_text="Platform code sent to the supplier.")
     recipient_kind = models.CharField(
@@ -31,6 +33,7 @@ class Product(models.Model):
     )
     currency = models.CharField(max_length=3, default="USD")
     description = models.TextField(blank=True)
+    description_ru = models.TextField("description (Russian)", blank=True)
     active = models.BooleanField(default=True)
 
     class Meta:
@@ -50,6 +53,7 @@ class Package(models.Model):
 
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="packages")
     name = models.CharField(max_length=60)
+    name_ru = models.CharField("name (Russian)", max_length=60, blank=True)
     quantity = models.PositiveIntegerField(help_text="Units (Stars) in the package.")
     price = models.DecimalField(
         max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
