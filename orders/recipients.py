@@ -9,7 +9,6 @@ from orders.exceptions import InvalidRecipientInput
 # Invisible characters that survive copy-paste from chats and would make two names look equal.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad"), None)
 _USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,30}[A-Za-z0-9]")
-_USER_ID = re.compile(r"[1-9][0-9]{0,15}")
 _LINK = re.compile(r"(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/([^/?#]+)/?", re.IGNORECASE)
 MAX_INPUT_LENGTH = 64
 # Telegram user IDs fit in 52 bits (Bot API docs); anything bigger is a typo or an attack.
@@ -28,7 +27,12 @@ def recipient_parse(raw: str) -> str:
     link = _LINK.fullmatch(text)
     if link:
         text = link.group(1)
-    if text.isascii() and _USER_ID.fullmatch(text):
+    if text.isascii() and text.isdigit():
+        # Digits alone are meant as an ID: say which way they miss, not that they are not digits.
+        if int(text) == 0:
+            raise InvalidRecipientInput(_("That number is too small to be a Telegram user ID."))
+        if text.startswith("0"):
+            raise InvalidRecipientInput(_("A Telegram user ID never starts with 0."))
         if int(text) > MAX_USER_ID:
             raise InvalidRecipientInput(_("That number is too large to be a Telegram user ID."))
         return text
@@ -36,6 +40,7 @@ def recipient_parse(raw: str) -> str:
     if name.isascii() and _USERNAME.fullmatch(name):
         return "@" + name
     if text.isdigit():
+        # Digits from another script (full-width, Arabic-Indic): they look right but are not 0–9.
         raise InvalidRecipientInput(_("A Telegram user ID is made of digits 0–9 only."))
     raise InvalidRecipientInput(_(
         "That is not a valid Telegram user ID (digits) or username "

@@ -56,3 +56,35 @@ def test_rejected_input(raw):
 def test_non_string_rejected():
     with pytest.raises(InvalidRecipientInput):
         recipient_parse(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("0", "That number is too small to be a Telegram user ID."),
+        ("000", "That number is too small to be a Telegram user ID."),
+        ("0123", "A Telegram user ID never starts with 0."),
+        ("9" * 20, "That number is too large to be a Telegram user ID."),
+        ("4503599627370497", "That number is too large to be a Telegram user ID."),  # 2**52 + 1
+        ("https://t.me/" + "9" * 20, "That number is too large to be a Telegram user ID."),
+        ("１２３４５６７８９", "A Telegram user ID is made of digits 0–9 only."),
+        ("-5", "That is not a valid Telegram user ID (digits) or username "
+               "(5–32 letters, digits or underscores, starting with a letter)."),
+    ],
+)
+def test_rejected_numbers_say_what_is_wrong(raw, message):
+    with pytest.raises(InvalidRecipientInput) as excinfo:
+        recipient_parse(raw)
+    assert str(excinfo.value) == message
+
+
+def test_largest_user_id_is_accepted():
+    assert recipient_parse("4503599627370496") == "4503599627370496"  # 2**52
+
+
+def test_out_of_range_messages_in_russian():
+    from django.utils import translation
+
+    with translation.override("ru"), pytest.raises(InvalidRecipientInput) as excinfo:
+        recipient_parse("0")
+    assert str(excinfo.value) == "Это число слишком мало для ID пользователя Telegram."
