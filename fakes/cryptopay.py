@@ -3,11 +3,15 @@
 Run it as its own process, as the real service would be::
 
     python -m fakes.cryptopay --host 127.0.0.1 --port 8003 --token fake-cryptopay-token \\
-        --webhook-url http://127.0.0.1:8000/payments/cryptopay/webhook/ [--network testnet]
+        --webhook-url http://127.0.0.1:8000/payments/cryptopay/webhook/ [--network testnet] \\
+        [--state var/fake_cryptopay.json]
 
 or in a thread with ``start_fake_cryptopay(FakeCryptoPayConfig(...), port=0)``.
 Standard library only, no Django, so nothing of the shop leaks into the "provider".
-State lives in memory: a restart forgets every invoice (invoice ids restart too).
+State lives in memory unless ``--state`` (``FakeCryptoPayConfig.state_path``) names a JSON
+file: then invoices, their updates, deliveries and the id counters are saved after every
+change, and a restart keeps them (invoice ids continue after the last one). The per-method
+call counts and a webhook URL set through ``/_fake/config`` are not kept.
 
 Wire API, as Crypto Pay's (https://help.send.tg/en/articles/10279948-crypto-pay-api):
 
@@ -69,7 +73,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from fakes._serving import FakeHTTPServer, ServingThread
+from fakes._serving import FakeHTTPServer, ServingThread, StateFile
 
 TOKEN_HEADER = "Crypto-Pay-API-Token"
 SIGNATURE_HEADER = "crypto-pay-api-signature"
@@ -109,6 +113,7 @@ class FakeCryptoPayConfig:
     first_invoice_id: int = 1001
     # The URL buyers' browsers reach the fake at, for the checkout links; defaults to its own.
     public_url: str = ""
+    state_path: str = ""  # a JSON file the invoices survive restarts in; empty keeps them in memory
 
 
 class ApiError(Exception):
@@ -200,17 +205,45 @@ class FakeCryptoPayState:
         self.config = config
         self.webhook_url = config.webhook_url
         self._lock = threading.Lock()
-        self.reset()
+        self._state_file = StateFile(config.state_path, kind="cryptopay")
+        self._clear()
+        saved = self._state_file.load()
+        if saved is not None:
+            self._restore(saved)
 
     def reset(self) -> None:
         """Forget every invoice, update, delivery and counter."""
         with self._lock:
-            self._invoices: dict[int, dict[str, Any]] = {}
-            self._updates: dict[int, tuple[int, bytes]] = {}  # invoice_id → (update_id, body)
-            self._next_invoice_id = self.config.first_invoice_id
-            self._next_update_id = 1
-            self._deliveries: list[dict[str, Any]] = []
-            self._calls: dict[str, int] = {}
+            self._clear()
+            self._save()
+
+    def _clear(self) -> None:
+        self._invoices: dict[int, dict[str, Any]] = {}
+        self._updates: dict[int, tuple[int, bytes]] = {}  # invoice_id → (update_id, body)
+        self._next_invoice_id = self.config.first_invoice_id
+        self._next_update_id = 1
+        self._deliveries: list[dict[str, Any]] = []
+        self._calls: dict[str, int] = {}
+
+    def _save(self) -> None:
+        """Write the state file, if there is one (the lock is held)."""
+        # Invoice ids become JSON object keys, so lists of pairs keep them integers.
+        self._state_file.save({
+            "invoices": list(self._invoices.values()),
+            # Update bodies are ASCII JSON, so text round-trips them byte for byte.
+            "updates": [[invoice_id, update_id, body.decode()]
+                        for invoice_id, (update_id, body) in self._updates.items()],
+            "next_invoice_id": self._next_invoice_id, "next_update_id": self._next_update_id,
+            "deliveries": self._deliveries,
+        })
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        self._invoices = {invoice["invoice_id"]: invoice for invoice in saved["invoices"]}
+        self._updates = {invoice_id: (update_id, body.encode())
+                         for invoice_id, update_id, body in saved["updates"]}
+        self._next_invoice_id = saved["next_invoice_id"]
+        self._next_update_id = saved["next_update_id"]
+        self._deliveries = saved["deliveries"]
 
     def count_call(self, method: str) -> None:
         with self._lock:
@@ -293,6 +326,7 @@ class FakeCryptoPayState:
             if expires_in is not None:
                 stored["expiration_date"] = _iso(now + timedelta(seconds=expires_in))
             self._invoices[invoice_id] = stored
+            self._save()
             return dict(stored)
 
     def get_invoices(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -327,6 +361,7 @@ class FakeCryptoPayState:
         with self._lock:
             if self._invoices.pop(invoice_id, None) is None:
                 raise ApiError(400, "INVOICE_NOT_FOUND")
+            self._save()
         return True
 
     def by_hash(self, invoice_hash: str) -> dict[str, Any] | None:
@@ -388,6 +423,7 @@ class FakeCryptoPayState:
                       "request_date": _iso(now), "payload": paid}
             body = json.dumps(update).encode()
             self._updates[invoice_id] = (update_id, body)
+            self._save()
             return dict(paid), update_id, body
 
     def update_for(self, invoice_id: int) -> tuple[int, bytes]:
@@ -407,6 +443,7 @@ class FakeCryptoPayState:
             invoice["status"] = "expired"
             if not invoice.get("expiration_date") or _parse_iso(invoice["expiration_date"]) > now:
                 invoice["expiration_date"] = _iso(now)
+            self._save()
             return dict(invoice)
 
     def list_invoices(self) -> list[dict[str, Any]]:
@@ -417,6 +454,7 @@ class FakeCryptoPayState:
     def record_delivery(self, delivery: dict[str, Any]) -> None:
         with self._lock:
             self._deliveries.append(delivery)
+            self._save()
 
     def deliveries(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -678,12 +716,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--webhook-url", default="")
     parser.add_argument("--public-url", default="",
                         help="URL browsers reach this fake at, for checkout links")
+    parser.add_argument("--state", default="",
+                        help="a JSON file to keep invoices in across restarts (default: memory)")
     args = parser.parse_args(argv)
     config = FakeCryptoPayConfig(token=args.token, network=args.network,
-                                 webhook_url=args.webhook_url, public_url=args.public_url)
+                                 webhook_url=args.webhook_url, public_url=args.public_url,
+                                 state_path=args.state)
     server = FakeCryptoPayServer((args.host, args.port), config)
     sys.stderr.write(f"fake Crypto Pay ({args.network}) listening on {server.url}, "
-                     f"webhooks to {args.webhook_url or '(none)'}\n")
+                     f"webhooks to {args.webhook_url or '(none)'}, "
+                     f"state {args.state or 'in memory'}\n")
     sys.stderr.flush()
     try:
         server.serve_forever()

@@ -86,6 +86,15 @@ class FakeCryptoPay:
         """The signature this app (or another token) puts on a webhook body."""
         return signature_for(self.token if token is None else token, body)
 
+    def restart(self) -> None:
+        """Stop and start on the same port and config, as a restart of the fake's process.
+
+        Invoices survive only with ``state_path`` set (see `cryptopay_fake_options`).
+        """
+        host, port = self._running.server.server_address[:2]
+        self._running.stop()
+        self._running = start_fake_cryptopay(self.config, host=str(host), port=int(port))
+
     def stop(self) -> None:
         """Stop serving; the next call gets connection refused."""
         self._running.stop()
@@ -93,7 +102,10 @@ class FakeCryptoPay:
 
 @pytest.fixture
 def cryptopay_fake_options() -> dict[str, Any]:
-    """FakeCryptoPayConfig fields for `cryptopay_fake`; override this fixture to change them."""
+    """FakeCryptoPayConfig fields for `cryptopay_fake`; override this fixture to change them.
+
+    Add ``state_path`` (a file under ``tmp_path``) to keep invoices across `restart()`.
+    """
     return {"token": "fake-cryptopay-token", "network": "testnet", "webhook_url": "",
             "webhook_timeout": 10.0}
 

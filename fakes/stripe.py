@@ -4,11 +4,16 @@ Run it as its own process, as Stripe would be::
 
     python -m fakes.stripe --host 127.0.0.1 --port 8004 --api-key sk_test_fake \\
         --webhook-secret whsec_fake \\
-        --webhook-url http://127.0.0.1:8000/payments/stripe/webhook/
+        --webhook-url http://127.0.0.1:8000/payments/stripe/webhook/ \\
+        [--state var/fake_stripe.json]
 
 or in a thread with ``start_fake_stripe(FakeStripeConfig(...), port=0)``. Standard library
 only, no Django and not the ``stripe`` package: the shop's real ``stripe`` client talks to it
-over HTTP exactly as it talks to api.stripe.com. State lives in memory; a restart forgets it.
+over HTTP exactly as it talks to api.stripe.com. State lives in memory unless ``--state``
+(``FakeStripeConfig.state_path``) names a JSON file: then sessions, payment intents, refunds,
+events, deliveries and stored idempotent answers are saved after every change, and a restart
+keeps them (old sessions can still be read and paid). The request log and a webhook URL set
+through ``/_fake/config`` are not kept.
 
 Wire API (``Authorization: Bearer <key>``, or HTTP basic with the key as user name; requests
 form-encoded with Stripe's nested brackets, ``line_items[0][price_data][currency]=usd``;
@@ -74,7 +79,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fakes._serving import FakeHTTPServer, ServingThread
+from fakes._serving import FakeHTTPServer, ServingThread, StateFile
 
 API_VERSION = "2026-10-28.endive"
 MAX_BODY_BYTES = 1_000_000
@@ -119,6 +124,7 @@ class FakeStripeConfig:
     # Base of hosted checkout URLs when the fake sits behind another address; default its own.
     public_url: str | None = None
     delivery_timeout: float = 10.0
+    state_path: str = ""  # a JSON file the account survives restarts in; empty keeps it in memory
 
     @property
     def livemode(self) -> bool:
@@ -291,22 +297,56 @@ class FakeStripeState:
     def __init__(self, config: FakeStripeConfig) -> None:
         self.config = config
         self.lock = threading.RLock()
-        self.reset()
+        self._state_file = StateFile(config.state_path, kind="stripe")
+        self._clear()
+        saved = self._state_file.load()
+        if saved is not None:
+            self._restore(saved)
 
     def reset(self) -> None:
         """Forget everything."""
         with self.lock:
-            self.sessions: dict[str, dict[str, Any]] = {}
-            self.line_items: dict[str, list[dict[str, Any]]] = {}
-            self.intent_data: dict[str, dict[str, Any]] = {}
-            self.intents: dict[str, dict[str, Any]] = {}
-            self.charges: dict[str, dict[str, Any]] = {}  # id → {"intent", "amount_refunded"}
-            self.refunds: dict[str, dict[str, Any]] = {}
-            self.events: dict[str, dict[str, Any]] = {}  # id → {"event", "body"}
-            self.idempotency: dict[str, _StoredAnswer] = {}
-            self.in_flight: set[str] = set()
-            self.requests: list[dict[str, Any]] = []
-            self.deliveries: list[dict[str, Any]] = []
+            self._clear()
+            self._save()
+
+    def _clear(self) -> None:
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.line_items: dict[str, list[dict[str, Any]]] = {}
+        self.intent_data: dict[str, dict[str, Any]] = {}
+        self.intents: dict[str, dict[str, Any]] = {}
+        self.charges: dict[str, dict[str, Any]] = {}  # id → {"intent", "amount_refunded"}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, dict[str, Any]] = {}  # id → {"event", "body"}
+        self.idempotency: dict[str, _StoredAnswer] = {}
+        self.in_flight: set[str] = set()
+        self.requests: list[dict[str, Any]] = []
+        self.deliveries: list[dict[str, Any]] = []
+
+    def _save(self) -> None:
+        """Write the state file, if there is one (the lock is held)."""
+        self._state_file.save({
+            "sessions": self.sessions, "line_items": self.line_items,
+            "intent_data": self.intent_data, "intents": self.intents,
+            "charges": self.charges, "refunds": self.refunds, "events": self.events,
+            "idempotency": {key: {"fingerprint": stored.fingerprint,
+                                  "stored_at": stored.stored_at,
+                                  "status": stored.reply.status, "body": stored.reply.body,
+                                  "headers": stored.reply.headers,
+                                  "content_type": stored.reply.content_type}
+                            for key, stored in self.idempotency.items()},
+            "deliveries": self.deliveries,
+        })
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        for name in ("sessions", "line_items", "intent_data", "intents", "charges", "refunds",
+                     "events", "deliveries"):
+            setattr(self, name, saved[name])
+        self.idempotency = {
+            key: _StoredAnswer(stored["fingerprint"],
+                               Reply(stored["status"], stored["body"], stored["headers"],
+                                     stored["content_type"]),
+                               stored["stored_at"])
+            for key, stored in saved["idempotency"].items()}
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -338,6 +378,7 @@ class FakeStripeState:
                                  code="resource_missing", param="session")
         if session["status"] == "open" and session["expires_at"] <= time.time():
             expired_events.append(self._expire(session))
+            self._save()
         return session
 
     def _expire(self, session: dict[str, Any]) -> str:
@@ -476,6 +517,7 @@ class FakeStripeState:
             self.line_items[session_id] = items
             self.intent_data[session_id] = {
                 "metadata": intent_metadata, "description": intent_data.get("description")}
+            self._save()
             return dict(session)
 
     def session_get(self, session_id: str, expand: list[str] | None = None) -> tuple[dict[str, Any], list[str]]:
@@ -500,6 +542,7 @@ class FakeStripeState:
                 raise StripeApiError(400, 'Only Checkout Sessions with a status in ["open"] can be '
                                      "expired.", param="session")
             events.append(self._expire(session))
+            self._save()
             return dict(session), events
 
     def session_pay(self, session_id: str, *, delayed: bool = False) -> tuple[dict[str, Any], list[str]]:
@@ -530,6 +573,7 @@ class FakeStripeState:
                                      "tax_exempt": "none", "tax_ids": []},
             })
             events.append(self._emit("checkout.session.completed", session))
+            self._save()
             return dict(session), events
 
     def session_settle(self, session_id: str, *, succeeded: bool) -> tuple[dict[str, Any], list[str]]:
@@ -548,6 +592,7 @@ class FakeStripeState:
             else:
                 intent["status"] = "requires_payment_method"
                 events.append(self._emit("checkout.session.async_payment_failed", session))
+            self._save()
             return dict(session), events
 
     def refund_create(self, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -606,7 +651,9 @@ class FakeStripeState:
                 "transfer_reversal": None,
             }
             self.refunds[refund["id"]] = refund
-            return dict(refund), [self._emit("refund.created", refund)]
+            event_id = self._emit("refund.created", refund)
+            self._save()
+            return dict(refund), [event_id]
 
     def refund_get(self, refund_id: str) -> dict[str, Any]:
         with self.lock:
@@ -658,6 +705,7 @@ class FakeStripeState:
     def remember(self, key: str, fingerprint: str, reply: Reply) -> None:
         with self.lock:
             self.idempotency.setdefault(key, _StoredAnswer(fingerprint, reply, time.time()))
+            self._save()
 
     def release(self, key: str) -> None:
         with self.lock:
@@ -695,6 +743,7 @@ class FakeStripeState:
             record["error"] = str(exc)
         with self.lock:
             self.deliveries.append(record)
+            self._save()
         return record
 
     def deliver_later(self, event_ids: list[str]) -> None:
@@ -1030,13 +1079,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="where events are POSTed; an empty string turns delivery off")
     parser.add_argument("--public-url", default=None,
                         help="base of hosted checkout URLs, if not this server's own address")
+    parser.add_argument("--state", default="",
+                        help="a JSON file to keep the account in across restarts (default: memory)")
     args = parser.parse_args(argv)
     config = FakeStripeConfig(api_key=args.api_key, webhook_secret=args.webhook_secret,
-                              webhook_url=args.webhook_url or None, public_url=args.public_url)
+                              webhook_url=args.webhook_url or None, public_url=args.public_url,
+                              state_path=args.state)
     server = FakeStripeServer((args.host, args.port), config)
     sys.stderr.write(f"fake stripe listening on {server.url} "
                      f"(livemode {str(config.livemode).lower()}, webhooks to "
-                     f"{config.webhook_url or 'nowhere'})\n")
+                     f"{config.webhook_url or 'nowhere'}, state "
+                     f"{config.state_path or 'in memory'})\n")
     sys.stderr.flush()
     try:
         server.serve_forever()

@@ -34,6 +34,8 @@ class FakeStripe:
     def __init__(self, running: RunningFakeStripe) -> None:
         self._running = running
         self.url: str = running.url
+        # What the process was started with; /_fake/config changes the running copy only.
+        self._started_with: FakeStripeConfig = running.state.config
 
     @property
     def config(self) -> FakeStripeConfig:
@@ -111,13 +113,25 @@ class FakeStripe:
         """A Stripe-Signature header for a body, as Stripe computes it."""
         return sign_webhook_payload(body, secret or self.webhook_secret, timestamp)
 
+    def restart(self) -> None:
+        """Stop and start on the same port with the starting config, as a process restart.
+
+        The account survives only with ``state_path`` set (see `fake_stripe_options`).
+        """
+        host, port = self._running.server.server_address[:2]
+        self._running.stop()
+        self._running = start_fake_stripe(self._started_with, host=str(host), port=int(port))
+
     def stop(self) -> None:
         self._running.stop()
 
 
 @pytest.fixture
 def fake_stripe_options() -> dict[str, Any]:
-    """FakeStripeConfig fields for `fake_stripe`; override this fixture to change them."""
+    """FakeStripeConfig fields for `fake_stripe`; override this fixture to change them.
+
+    Add ``state_path`` (a file under ``tmp_path``) to keep the account across `restart()`.
+    """
     return {"api_key": "sk_test_fake", "webhook_secret": "whsec_fake", "webhook_url": None}
 
 

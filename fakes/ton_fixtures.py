@@ -71,6 +71,15 @@ class FakeToncenter:
         """An empty chain, the starting price, no faults."""
         self._control("POST", "reset")
 
+    def restart(self) -> None:
+        """Stop and start on the same port and config, as a restart of the fake's process.
+
+        The chain survives only with ``state_path`` set (see `toncenter_options`).
+        """
+        host, port = self._running.server.server_address[:2]
+        self._running.stop()
+        self._running = start_fake_toncenter(self.config, host=str(host), port=int(port))
+
     def stop(self) -> None:
         """Stop serving; the next call gets connection refused."""
         self._running.stop()
@@ -78,7 +87,10 @@ class FakeToncenter:
 
 @pytest.fixture
 def toncenter_options() -> dict[str, Any]:
-    """ToncenterConfig fields for `toncenter`; override this fixture to change them."""
+    """ToncenterConfig fields for `toncenter`; override this fixture to change them.
+
+    Add ``state_path`` (a file under ``tmp_path``) to keep the chain across `restart()`.
+    """
     return {"network": "testnet", "api_key": "", "usd_per_ton": Decimal("5.00")}
 
 

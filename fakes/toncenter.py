@@ -4,11 +4,13 @@ Run it as its own process, as the real services would be::
 
     python -m fakes.toncenter --host 127.0.0.1 --port 8002 \\
         [--network testnet|mainnet] [--wallet <user-friendly address>] [--api-key KEY] \\
-        [--usd 5.00]
+        [--usd 5.00] [--state var/fake_toncenter.json]
 
 or in a thread with ``start_fake_toncenter(ToncenterConfig(...), port=0)``.
 Standard library only, no Django, so nothing of the shop leaks into the "chain". State lives
-in memory: a restart starts a fresh chain.
+in memory unless ``--state`` (``ToncenterConfig.state_path``) names a JSON file: then the
+chain, balances, prices and pending faults are saved after every change and a restart
+continues the chain (later lts, new hashes). The request log is not kept.
 
 Wire API, shaped like toncenter's v3 (the JSON of toncenter/ton-indexer's models):
 
@@ -71,7 +73,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from fakes._serving import FakeHTTPServer, ServingThread
+from fakes._serving import FakeHTTPServer, ServingThread, StateFile
 
 GLOBAL_IDS = {"mainnet": -239, "testnet": -3}
 COINGECKO_ID = "the-open-network"
@@ -166,6 +168,7 @@ class ToncenterConfig:
     wallet: str = ""  # user-friendly; empty means default_wallet(network)
     api_key: str = ""
     usd_per_ton: Decimal = Decimal("5.00")
+    state_path: str = ""  # a JSON file the chain survives restarts in; empty keeps it in memory
 
     def __post_init__(self) -> None:
         if self.network not in GLOBAL_IDS:
@@ -193,21 +196,52 @@ class ToncenterState:
         workchain, account = parse_address(config.wallet)  # type: ignore[misc]
         self.wallet_raw = raw_address(workchain, account)
         self._lock = threading.Lock()
-        self.reset()
+        self._state_file = StateFile(config.state_path, kind="toncenter")
+        self._clear()
+        saved = self._state_file.load()
+        if saved is not None:
+            self._restore(saved)
 
     def reset(self) -> None:
         """An empty chain, the starting price on every source, no faults, no request log."""
         with self._lock:
-            self._transactions: list[dict[str, Any]] = []
-            self._next_lt = FIRST_LT
-            self._seqno = 1000
-            self._balances: dict[str, int] = {}
-            self._prices = {source: {"USD": self.config.usd_per_ton} for source in RATE_SOURCES}
-            self._down: set[str] = set()
-            self._fault_status = 0
-            self._fault_skip = 0
-            self._fault_count = 0
-            self._requests: list[dict[str, Any]] = []
+            self._clear()
+            self._save()
+
+    def _clear(self) -> None:
+        self._transactions: list[dict[str, Any]] = []
+        self._next_lt = FIRST_LT
+        self._seqno = 1000
+        self._balances: dict[str, int] = {}
+        self._prices = {source: {"USD": self.config.usd_per_ton} for source in RATE_SOURCES}
+        self._down: set[str] = set()
+        self._fault_status = 0
+        self._fault_skip = 0
+        self._fault_count = 0
+        self._requests: list[dict[str, Any]] = []
+
+    def _save(self) -> None:
+        """Write the state file, if there is one (the lock is held)."""
+        self._state_file.save({
+            "transactions": self._transactions, "next_lt": self._next_lt, "seqno": self._seqno,
+            "balances": self._balances,
+            "prices": {source: {currency: str(price) for currency, price in prices.items()}
+                       for source, prices in self._prices.items()},
+            "down": sorted(self._down),
+            "fault": {"status": self._fault_status, "skip": self._fault_skip,
+                      "count": self._fault_count},
+        })
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        self._transactions = saved["transactions"]
+        self._next_lt, self._seqno = saved["next_lt"], saved["seqno"]
+        self._balances = saved["balances"]
+        self._prices = {source: {currency: Decimal(price) for currency, price in prices.items()}
+                        for source, prices in saved["prices"].items()}
+        self._down = set(saved["down"])
+        fault = saved["fault"]
+        self._fault_status, self._fault_skip, self._fault_count = (
+            fault["status"], fault["skip"], fault["count"])
 
     # -- control --
 
@@ -236,6 +270,7 @@ class ToncenterState:
                 tx = self._incoming(source, destination, amount, comment, now, **{
                     k: v for k, v in flags.items() if k != "outgoing"})
             self._transactions.append(tx)
+            self._save()
             return tx
 
     def set_rate(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -266,6 +301,7 @@ class ToncenterState:
                     self._down.add(target)
                 elif down is False:
                     self._down.discard(target)
+            self._save()
             return {"prices": {name: {cur: str(value) for cur, value in prices.items()}
                                for name, prices in self._prices.items()},
                     "down": sorted(self._down)}
@@ -277,6 +313,7 @@ class ToncenterState:
             raise ApiError(400, f"status must be one of {FAULT_STATUSES}; count, skip integers >= 0")
         with self._lock:
             self._fault_status, self._fault_count, self._fault_skip = status, count, skip
+            self._save()
         return {"status": status, "count": count, "skip": skip}
 
     def requests_seen(self) -> list[dict[str, Any]]:
@@ -300,8 +337,10 @@ class ToncenterState:
                 return 0
             if self._fault_skip > 0:
                 self._fault_skip -= 1
+                self._save()
                 return 0
             self._fault_count -= 1
+            self._save()
             return self._fault_status
 
     def transactions(self, query: dict[str, str]) -> dict[str, Any]:
@@ -685,12 +724,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wallet", default="", help="the shop wallet (default: a fixed one)")
     parser.add_argument("--api-key", default="")
     parser.add_argument("--usd", type=Decimal, default=Decimal("5.00"), help="USD per TON")
+    parser.add_argument("--state", default="",
+                        help="a JSON file to keep the chain in across restarts (default: memory)")
     args = parser.parse_args(argv)
     config = ToncenterConfig(network=args.network, wallet=args.wallet, api_key=args.api_key,
-                             usd_per_ton=args.usd)
+                             usd_per_ton=args.usd, state_path=args.state)
     server = FakeToncenterServer((args.host, args.port), config)
     sys.stderr.write(f"fake toncenter listening on {server.url} ({config.network}, "
-                     f"wallet {config.wallet})\n")
+                     f"wallet {config.wallet}, state {config.state_path or 'in memory'})\n")
     sys.stderr.flush()
     try:
         server.serve_forever()
