@@ -4,16 +4,19 @@ Every text is translated when a function runs, so it follows the language active
 request's on the storefront (LocaleMiddleware), `translation.override(...)` in the bot.
 """
 
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.utils import formats
+from django.utils import formats, timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext, pgettext_lazy
 
-from orders.models import Order
+from orders.models import Order, PaymentInvoice
 from orders.models import OrderStatus as S
+from orders.payments.money import from_minor
 from orders.transitions import FINAL_STATUSES
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
@@ -73,6 +76,30 @@ def recipient_handle(username: str | None, user_id: str) -> str:
     return _("Telegram ID %(user_id)s") % {"user_id": user_id}
 
 
+@dataclass(frozen=True)
+class PaymentDue:
+    """What a buyer must send for an unpaid order, in what, and by when."""
+
+    amount: Decimal
+    currency: str
+    pay_by: datetime
+
+
+def order_payment_due(order: Order) -> PaymentDue:
+    """The open quote's amount, currency and expiry; without one, the order's price and window.
+
+    A quote in another currency (1.70 TON for $8.50) is what the buyer must actually send, and
+    its expiry is already the earlier of the quote's and the order's.
+    """
+    invoice = (order.invoices.filter(provider=order.payment_method, status=PaymentInvoice.Status.OPEN,
+                                     expires_at__gt=timezone.now())
+               .order_by("-created_at").first())
+    if invoice is None:
+        return PaymentDue(amount=order.price, currency=order.currency, pay_by=order.expires_at)
+    return PaymentDue(amount=from_minor(invoice.amount_minor, invoice.currency),
+                      currency=invoice.currency, pay_by=invoice.expires_at)
+
+
 def order_status_message(order: Order) -> str:
     """What the buyer should know about an order now, in one sentence or two."""
     count = order.stars
@@ -81,8 +108,9 @@ def order_status_message(order: Order) -> str:
     values = {"count": number_display(count), "handle": handle, "reference": order.reference}
     status = order.status
     if status == S.AWAITING_PAYMENT:
+        due = order_payment_due(order)
         return _("Waiting for your payment of %(amount)s.") % {
-            "amount": money_display(order.price, order.currency)
+            "amount": money_display(due.amount, due.currency)
         }
     if status in (S.PAID, S.SUBMITTING, S.PROCESSING):
         return ngettext(

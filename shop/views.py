@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext
 from django.views.decorators.cache import never_cache
@@ -33,11 +34,17 @@ from orders.models import OrderStatus as S
 from orders.payments import payment_methods_for
 from orders.payments.money import from_minor
 from orders.payments.demo import simulate_payment, simulate_supported
-from orders.payments.services import invoice_open
+from orders.payments.services import invoice_open, payment_method_change
 from orders.payments.ton import ton_qr_svg
 from orders.services import order_cancel, order_create, order_pay_sandbox, recipient_validate
 from orders.suppliers.base import RecipientInfo
-from orders.display import money_display, order_status_payload, recipient_handle, stars_display
+from orders.display import (
+    money_display,
+    order_payment_due,
+    order_status_payload,
+    recipient_handle,
+    stars_display,
+)
 from shop.exceptions import CatalogError, ProductUnavailable
 from shop.forms import (
     EXPIRED_FORM_MESSAGE,
@@ -47,6 +54,12 @@ from shop.forms import (
     RecipientForm,
 )
 from shop.models import Product
+from shop.ownership import (
+    OWNER_KEY_PARAM,
+    order_owner_grant,
+    order_owner_path,
+    request_is_order_buyer,
+)
 from shop.selectors import Quote, package_list, product_default, quote_build
 
 logger = logging.getLogger(__name__)
@@ -72,6 +85,9 @@ MSG_METHOD_UNAVAILABLE = gettext_lazy("That payment method is not available here
 MSG_ACTION_UNAVAILABLE = gettext_lazy("That action is not available for this order.")
 MSG_PROVIDER_DOWN = gettext_lazy(
     "The payment provider isn't answering right now, please try again in a minute.")
+MSG_OWNER_LINK_INVALID = gettext_lazy(
+    "That link does not let you manage this order. You can still follow it on this page.")
+MSG_METHOD_CHANGED = gettext_lazy("You now pay with %(method)s.")
 
 def _quote_context(quote: Quote) -> dict[str, Any]:
     return {
@@ -302,10 +318,49 @@ def _sandbox_payable(order: Order) -> bool:
     return order.payment_method == "sandbox" and "sandbox" in dict(payment_methods_for(order.channel))
 
 
+def _method_label(code: str) -> str:
+    """A payment method's name in the buyer's language (labels live in settings)."""
+    return _(settings.PAYMENT_METHODS.get(code, {}).get("label", code))
+
+
+def _owner_link_followed(request: HttpRequest, order: Order) -> HttpResponse | None:
+    """A visit through the buyer's link: grant this session the order, then drop the key.
+
+    The redirect keeps the key out of the address bar, the history and any link copied from
+    the page; a wrong key grants nothing and is logged.
+    """
+    if OWNER_KEY_PARAM not in request.GET:
+        return None
+    if order_owner_grant(request, order, request.GET[OWNER_KEY_PARAM]):
+        logger.info("order %s: buyer's link opened in another session", order.reference)
+    else:
+        logger.warning("order %s: link with a wrong buyer's key refused", order.reference)
+        messages.error(request, MSG_OWNER_LINK_INVALID)
+    return redirect(request.path)
+
+
+def _not_the_buyer(request: HttpRequest, order: Order, action: str) -> HttpResponse:
+    """Refuse a change from a session that is not the order's buyer; the order stays as it is."""
+    logger.warning("order %s: %r refused, the request is not from the order's buyer",
+                   order.reference, action[:40])
+    return _page(request, "shop/not_buyer.html", {"order": order}, status=403)
+
+
+@never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def order_pay(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    """The invoice; in test mode a button that simulates the payment; and cancelling."""
+    """The invoice, the method and a switch to another; in test mode a simulated payment; cancelling.
+
+    Only the buyer gets this page: it opens an invoice at the provider, and its buttons
+    change the order. Anyone else with the link is shown the status page.
+    """
     order = get_object_or_404(Order.objects.select_related("product"), public_id=public_id)
+    if request.method != "POST" and (followed := _owner_link_followed(request, order)):
+        return followed
+    if not request_is_order_buyer(request, order):
+        if request.method == "POST":
+            return _not_the_buyer(request, order, request.POST.get("action", ""))
+        return redirect("shop:order_status", public_id=order.public_id)
     if order.status != S.AWAITING_PAYMENT:
         return redirect("shop:order_status", public_id=order.public_id)
     sandbox = _sandbox_payable(order)
@@ -323,9 +378,19 @@ def order_pay(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
                 if invoice is not None and simulate_supported(invoice):
                     simulate_payment(invoice)
                     return redirect("shop:order_status", public_id=order.public_id)
+            if action == "method":
+                order = payment_method_change(
+                    order=order, payment_method=request.POST.get("payment_method", ""),
+                    actor=f"buyer:{CHANNEL}")
+                messages.success(request, MSG_METHOD_CHANGED % {
+                    "method": _method_label(order.payment_method)})
+                return redirect("shop:order_pay", public_id=order.public_id)
         except (OrderStateChanged, InvalidTransition):
             # Paid, expired or cancelled meanwhile: the status page says which.
             return redirect("shop:order_status", public_id=order.public_id)
+        except PaymentMethodUnavailable:
+            messages.error(request, MSG_METHOD_UNAVAILABLE)
+            return redirect("shop:order_pay", public_id=order.public_id)
         except PaymentProviderError:
             messages.error(request, MSG_PROVIDER_DOWN)
             return redirect("shop:order_pay", public_id=order.public_id)
@@ -353,19 +418,39 @@ def order_pay(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
                    if invoice else money_display(order.price, order.currency)),
         "handle": recipient_handle(order.recipient_username, order.recipient_user_id),
         "sandbox": sandbox,
+        "method_label": _method_label(order.payment_method),
+        "other_methods": [(code, _(label)) for code, label in payment_methods_for(order.channel)
+                          if code != order.payment_method],
+        # One deadline: an invoice already expires at the earlier of its quote and the order.
+        "pay_by": invoice.expires_at if invoice else order.expires_at,
+        # A quote that lapses before the order does is replaced by reloading the page.
+        "quote_seconds_left": (
+            max(0, int((invoice.expires_at - timezone.now()).total_seconds()))
+            if invoice is not None and invoice.expires_at < order.expires_at else None),
+        "status_json_url": reverse("shop:order_status_json", kwargs={"public_id": order.public_id}),
     })
 
 
 @never_cache
 @require_safe
 def order_status(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    """Where the order stands; polls status.json until it is final."""
+    """Where the order stands; polls status.json until it is final.
+
+    Anyone with the link may watch; only the buyer is offered the buttons and their own link
+    for managing the order from another device.
+    """
     order = get_object_or_404(Order.objects.select_related("product"), public_id=public_id)
+    if followed := _owner_link_followed(request, order):
+        return followed
+    buyer = request_is_order_buyer(request, order)
     return _page(request, "shop/status.html", {
         "order": order,
         "status": order_status_payload(order),
         "handle": recipient_handle(order.recipient_username, order.recipient_user_id),
         "amount": money_display(order.price, order.currency),
+        "pay_by": order_payment_due(order).pay_by,
+        "buyer": buyer,
+        "owner_url": request.build_absolute_uri(order_owner_path(order)) if buyer else "",
         "status_json_url": reverse("shop:order_status_json", kwargs={"public_id": order.public_id}),
     })
 

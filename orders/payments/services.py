@@ -255,3 +255,43 @@ def provider_cursor_set(provider: str, value: str) -> None:
     from orders.models import ProviderCursor
 
     ProviderCursor.objects.update_or_create(provider=provider, defaults={"value": value})
+
+
+def payment_method_change(*, order: Order, payment_method: str, actor: str) -> Order:
+    """Switch an unpaid order to another method enabled for its channel; its open invoices close.
+
+    A closed invoice is still found by its id or comment when a payment to it arrives late
+    (payment_event_apply looks invoices up whatever their status), so that money is applied,
+    never lost. The next invoice_open quotes the new method.
+    """
+    # Imported here to keep this addition to the end of the module.
+    from orders.payments import payment_fee_percent
+    from orders.services import order_note
+    from shop.money import percent_of
+
+    if payment_method not in dict(payment_methods_for(order.channel)):
+        raise PaymentMethodUnavailable("That payment method is not available here.")
+    with transaction.atomic():
+        current = Order.objects.select_for_update().only("status", "payment_method").get(pk=order.pk)
+        if current.status != S.AWAITING_PAYMENT:
+            raise OrderStateChanged(order.reference, expected=S.AWAITING_PAYMENT,
+                                    actual=current.status)
+        if current.payment_method == payment_method:
+            order.refresh_from_db()
+            return order
+        fee = percent_of(order.price, payment_fee_percent(payment_method))
+        # Conditional on the status too (select_for_update is a no-op on SQLite): a payment or
+        # expiry that won the race is never undone.
+        updated = Order.objects.filter(pk=order.pk, status=S.AWAITING_PAYMENT).update(
+            payment_method=payment_method, payment_fee=fee, updated_at=timezone.now())
+        if updated != 1:
+            raise OrderStateChanged(order.reference, expected=S.AWAITING_PAYMENT, actual=None)
+        closed = list(order.invoices.filter(status=PaymentInvoice.Status.OPEN)
+                      .values_list("pk", flat=True))
+        PaymentInvoice.objects.filter(pk__in=closed).update(status=PaymentInvoice.Status.CANCELLED)
+        order.refresh_from_db()
+        order_note(order=order, actor=actor,
+                   reason=f"Payment method changed from {current.payment_method} to {payment_method}",
+                   data={"from": current.payment_method, "to": payment_method,
+                         "invoices_closed": closed})
+    return order

@@ -603,8 +603,13 @@ def test_end_to_end_the_fake_posts_a_signed_webhook_to_the_live_shop(
 ) -> None:
     stripe_shop.set_webhook_url(f"{live_server.url}{WEBHOOK_URL}")
     order = place(catalog)
-    page = requests.get(f"{live_server.url}{reverse('shop:order_pay', args=[order.public_id])}",
-                        timeout=10)
+    from shop.ownership import order_owner_path
+
+    # Only the order's buyer gets the pay page: the buyer's link makes this session theirs.
+    buyer = requests.Session()
+    buyer.get(f"{live_server.url}{order_owner_path(order)}", timeout=10)
+    page = buyer.get(f"{live_server.url}{reverse('shop:order_pay', args=[order.public_id])}",
+                     timeout=10)
     assert page.status_code == 200
     invoice = PaymentInvoice.objects.get(order=order)
     assert invoice.pay_url in page.text  # the storefront links to Stripe's hosted page

@@ -12,7 +12,7 @@ from django.urls import reverse
 from orders.models import Order, OrderStatus
 from orders.services import buyer_session_hash, order_create
 from orders.suppliers.base import RecipientInfo
-from shop import views
+from shop import ownership, views
 from shop.models import Package, Product
 from shop.tests.conftest import Buyer, token_from
 
@@ -527,8 +527,10 @@ def test_usernames_from_outside_are_escaped(client, catalog):
     order = _order(catalog, recipient=RecipientInfo(user_id="1", username='<script>alert("x")</script>'))
 
     html = page(client.get(reverse("shop:order_status", args=[order.public_id])))
+    client.get(ownership.order_owner_path(order))  # the buyer's link: the pay page is theirs
     pay_html = page(client.get(reverse("shop:order_pay", args=[order.public_id])))
 
+    assert "Simulate payment" in pay_html
     assert "<script>alert" not in html and "<script>alert" not in pay_html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
 
