@@ -1,3 +1,15 @@
 """Project-wide pytest set-up: the local fakes of every outside party."""
 
+import pytest
+
 pytest_plugins = ["fakes.fixtures", "fakes.telegram_fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _lease_heartbeat_off(settings):
+    """No lease-renewing thread in in-process tests: it would wait on the test's transaction.
+
+    The real cluster tests (orders/tests/test_cluster.py, test_recovery.py) run workers in
+    subprocesses with the heartbeat on; orders/tests/test_leases.py turns it on for its own.
+    """
+    settings.FULFILMENT_LEASE_HEARTBEAT = False

@@ -14,9 +14,13 @@ def enqueue_refund(order_id: int) -> None:
     async_task("orders.tasks.refund_order", order_id, group="refund", task_name=f"refund-{order_id}")
 
 
-
 def enqueue_buyer_notice(order_id: int, channel: str, status: str) -> None:
     """Tell the buyer about a final move, through the channel they ordered on, if it has a sender."""
     task = settings.ORDER_NOTICE_TASKS.get(channel)
     if task:
         async_task(task, order_id, status, group="notify", task_name=f"notify-{order_id}-{status}")
+
+
+def enqueue_periodic(func: str) -> None:
+    """Run one of the periodic jobs now (the recovery loop does at cluster start)."""
+    async_task(func, group="periodic", task_name=f"{func.rsplit('.', 1)[-1]}-now")

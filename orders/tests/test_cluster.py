@@ -5,67 +5,19 @@ settings choose (the ORM broker by default, Redis when REDIS_URL is set, as in C
 """
 
 import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from orders import queue, services
 from orders.models import Order, SupplierAttempt
 from orders.models import OrderStatus as S
 from orders.schedules import schedules_ensure
+from orders.tests.clusters import Cluster, database_env
 from shop.demo import demo_catalog_load
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(settings.BASE_DIR)
-
-
-def _database_env() -> dict[str, str]:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return {"SQLITE_PATH": str(db["NAME"]), "DATABASE_URL": ""}
-    user = db.get("USER") or ""
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or "5432"
-    return {"DATABASE_URL": f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"}
-
-
-class Cluster:
-    """A `manage.py qcluster` process group we can start, kill -9 and start again."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = env
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        log = open(self.log_dir / f"qcluster-{self.starts}.log", "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=self.env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob("*.log")))
-
 
 @pytest.fixture
 def sandbox_supplier_options(sandbox_supplier_options):
@@ -81,7 +33,7 @@ def cluster(sandbox_supplier, settings, tmp_path):
     schedules_ensure()
     env = {
         **os.environ,
-        **_database_env(),
+        **database_env(),
         "SUPPLIER_BASE_URL": sandbox_supplier.url,
         "SUPPLIER_API_KEY": sandbox_supplier.api_key,
         "SUPPLIER_TIMEOUT": "5",
@@ -96,7 +48,7 @@ def cluster(sandbox_supplier, settings, tmp_path):
     c = Cluster(env, tmp_path)
     c.start()
     yield c
-    c.kill(signal.SIGTERM)
+    c.stop()
     connection.close()
 
 
@@ -144,13 +96,13 @@ def test_sigkill_mid_call_then_restart_delivers_once(cluster, sandbox_supplier):
         if time.monotonic() > deadline:
             pytest.fail("the top-up call never reached the supplier\n" + cluster.logs())
         time.sleep(0.05)
-    cluster.kill(signal.SIGKILL)
+    cluster.kill()
     order.refresh_from_db()
     assert order.status == S.SUBMITTING  # the worker died before it could save anything
     cluster.start()
-    # The scheduler runs about every 30 s: the sweeper sees the stalled order, a worker looks
-    # it up by our idempotency key and adopts the supplier's order instead of placing another.
-    order = _wait_for(order, S.DELIVERED, cluster, 90)
+    # The recovery loop sees the order once the dead worker's lease lapses; a worker looks it
+    # up by our idempotency key and adopts the supplier's order instead of placing another.
+    order = _wait_for(order, S.DELIVERED, cluster, 30)
     assert sandbox_supplier.topup_calls(order.idempotency_key) == 1
     assert sandbox_supplier.calls(order.idempotency_key)["orders_created"] == 1
     assert [e.to_status for e in order.events.all()][-2:] == [S.UNKNOWN, S.DELIVERED]

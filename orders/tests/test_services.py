@@ -318,12 +318,15 @@ def test_crash_between_call_and_save_is_resolved_by_lookup(
     monkeypatch.setattr(services, "_record_attempt", real_record)
     order.refresh_from_db()
     assert order.status == S.SUBMITTING
-    # A retried task before the stall deadline leaves it alone (the first worker may be alive).
+    # A retried task while the dead worker's lease runs leaves it alone (it may be alive).
+    assert order.lease_until > timezone.now()
     assert services.order_fulfil(order_id=order.pk, budget_seconds=0).status == S.SUBMITTING
-    # Past the deadline the sweeper hands it to a worker, which resolves it by lookup.
-    result = services.orders_sweep(now=order.next_action_at + timedelta(seconds=1))
+    assert services.orders_sweep(now=timezone.now()).enqueued == []
+    # Once the lease lapses the sweeper hands it to a worker, which resolves it by lookup.
+    result = services.orders_sweep(now=order.lease_until + timedelta(seconds=1))
     assert result.enqueued == [order.pk]
-    Order.objects.filter(pk=order.pk).update(next_action_at=timezone.now())
+    Order.objects.filter(pk=order.pk).update(next_action_at=timezone.now(),
+                                             lease_until=timezone.now() - timedelta(seconds=1))
     order = services.order_fulfil(order_id=order.pk)
     assert order.status == S.DELIVERED
     assert statuses(order)[-2:] == [S.UNKNOWN, S.DELIVERED]
