@@ -83,8 +83,10 @@ def welcome_screen(step: Step) -> Screen:
         _("Hi, %(name)s! ⭐") % {"name": step.buyer.first_name or _("there")},
         "",
         _("Here you can buy Telegram Stars for yourself or for anyone on Telegram."),
-        _("Stars pay for digital goods in bots and mini apps, for reactions, gifts and "
-          "subscriptions, right inside Telegram."),
+        # The operator's description of the product, in the buyer's language where it has one.
+        (step.catalog and step.catalog.product.localized("description"))
+        or _("Stars pay for digital goods in bots and mini apps, for reactions, gifts and "
+             "subscriptions, right inside Telegram."),
         "",
     ]
     if step.catalog is None:
@@ -98,6 +100,7 @@ def welcome_screen(step: Step) -> Screen:
 
 def _price_lines(catalog: Catalog) -> list[str]:
     lines = [f"⭐ {stars_display(package.quantity)} — {money_display(package.price, package.currency)}"
+             f" · {package.localized('name')}"
              for package in catalog.packages]
     product = catalog.product
     if product.custom_amount_enabled:

@@ -110,6 +110,8 @@ def order_create(
     buyer_telegram_id: int | None = None,
     buyer_session_key: str = "",
     request_key: str = "",
+    buyer_email: str = "",
+    buyer_language: str = "",
 ) -> Order:
     """Place an order awaiting payment, priced from the catalog at this moment.
 
@@ -131,7 +133,7 @@ def order_create(
             channel=channel, quote=quote, given=given, recipient=recipient,
             payment_method=payment_method, buyer_telegram_id=buyer_telegram_id,
             buyer_session_hash=buyer_session_hash(buyer_session_key) if buyer_session_key else "",
-            request_key=request_key,
+            request_key=request_key, buyer_email=buyer_email, buyer_language=buyer_language,
         )
     except IntegrityError:
         if not request_key:
@@ -147,7 +149,7 @@ def buyer_session_hash(session_key: str) -> str:
 
 def _order_insert(*, channel: str, quote: Quote, given: str, recipient: RecipientInfo,
                   payment_method: str, buyer_telegram_id: int | None, buyer_session_hash: str,
-                  request_key: str) -> Order:
+                  request_key: str, buyer_email: str = "", buyer_language: str = "") -> Order:
     now = _now()
     with transaction.atomic():
         order = Order.objects.create(
@@ -171,6 +173,7 @@ def _order_insert(*, channel: str, quote: Quote, given: str, recipient: Recipien
             buyer_telegram_id=buyer_telegram_id,
             buyer_session_hash=buyer_session_hash,
             request_key=request_key,
+            buyer_email=buyer_email,
             idempotency_key=uuid.uuid4().hex,
             expires_at=now + timedelta(minutes=settings.ORDER_PAYMENT_WINDOW_MINUTES),
         )
@@ -182,7 +185,9 @@ def _order_insert(*, channel: str, quote: Quote, given: str, recipient: Recipien
             to_status=order.status,
             actor=f"buyer:{channel}",
             reason="Order placed",
-            data={"price": str(order.price), "currency": order.currency, "stars": order.stars},
+            # The buyer's language, for the receipt e-mail (shop.services.order_receipt_send).
+            data={"price": str(order.price), "currency": order.currency, "stars": order.stars,
+                  **({"language": buyer_language} if buyer_language else {})},
         )
     return order
 

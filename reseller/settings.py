@@ -274,7 +274,23 @@ TELEGRAM_WEBHOOK_URL = env("TELEGRAM_WEBHOOK_URL", default="")
 TELEGRAM_PAYMENTS_PROVIDER_TOKEN = env("TELEGRAM_PAYMENTS_PROVIDER_TOKEN", default="")
 
 # Buyer notices on final order moves, by channel: a django-q2 task per channel that has one.
-ORDER_NOTICE_TASKS = {"bot": "bots.tasks.order_notify"} if TELEGRAM_BOT_TOKEN else {}
+# Web orders get a receipt e-mail when the buyer gave an address (shop.tasks.order_receipt).
+ORDER_NOTICE_TASKS = {"web": "shop.tasks.order_receipt"}
+if TELEGRAM_BOT_TOKEN:
+    ORDER_NOTICE_TASKS["bot"] = "bots.tasks.order_notify"
+
+# --- E-mail ------------------------------------------------------------------------------
+# Receipts are printed to the console (the demo) unless EMAIL_URL names an SMTP server,
+# e.g. smtp+tls://user:password@smtp.example.com:587 (django-environ's email_url).
+EMAIL_URL = env("EMAIL_URL", default="")
+if EMAIL_URL:
+    vars().update(env.email_url_config(EMAIL_URL))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Stars Reseller <receipts@localhost>")
+# Seconds; without a timeout a stuck SMTP server would hold a worker until the task times out.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+
 
 # --- Demo --------------------------------------------------------------------------------
 SHOP_NAME = env("SHOP_NAME", default="Stars Reseller")

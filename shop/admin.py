@@ -6,7 +6,7 @@ from shop.models import Package, Product, Supplier
 class PackageInline(admin.TabularInline):
     model = Package
     extra = 0
-    fields = ("name", "quantity", "price", "currency", "active", "sort_order")
+    fields = ("name", "name_ru", "quantity", "price", "currency", "active", "sort_order")
 
 
 @admin.register(Product)
@@ -20,7 +20,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 @admin.register(Package)
 class PackageAdmin(admin.ModelAdmin):
-    list_display = ("name", "product", "quantity", "price", "currency", "unit_price", "active", "sort_order")
+    list_display = ("name", "name_ru", "product", "quantity", "price", "currency", "unit_price", "active", "sort_order")
     list_editable = ("active", "sort_order")
     list_filter = ("product", "active")
     ordering = ("product", "sort_order", "quantity")

@@ -1,4 +1,4 @@
-"""The demo catalog: the seed's seven Stars packages at its illustrative prices."""
+"""The demo catalog: the seed's seven Stars packages at its illustrative prices, in English and Russian."""
 
 from decimal import Decimal
 
@@ -7,14 +7,21 @@ from django.db import transaction
 from shop.models import Package, Product, Supplier
 
 STARS_PACKAGES = [
-    ("Starter", 50, "1.00"),
-    ("Small", 100, "2.00"),
-    ("Medium", 250, "4.50"),
-    ("Standard", 500, "8.50"),
-    ("Large", 1000, "16.00"),
-    ("Mega", 2500, "37.00"),
-    ("Ultra", 5000, "70.00"),
+    ("Starter", "Стартовый", 50, "1.00"),
+    ("Small", "Малый", 100, "2.00"),
+    ("Medium", "Средний", 250, "4.50"),
+    ("Standard", "Стандарт", 500, "8.50"),
+    ("Large", "Большой", 1000, "16.00"),
+    ("Mega", "Мега", 2500, "37.00"),
+    ("Ultra", "Ультра", 5000, "70.00"),
 ]
+PRODUCT_RUSSIAN = {
+    "name_ru": "Звёзды Telegram",
+    "description_ru": (
+        "Звёздами Telegram платят за цифровые товары в ботах и мини-приложениях, за реакции, "
+        "донаты авторам, подарки и подписки — прямо в Telegram."
+    ),
+}
 
 
 @transaction.atomic
@@ -38,16 +45,21 @@ def demo_catalog_load() -> Product:
             ),
         },
     )
-    for position, (name, stars, price) in enumerate(STARS_PACKAGES):
-        Package.objects.update_or_create(
+    # Russian texts are only filled in where empty: an operator's own wording survives a re-run.
+    for field, text in PRODUCT_RUSSIAN.items():
+        Product.objects.filter(pk=product.pk, **{field: ""}).update(**{field: text})
+    for position, (name, name_ru, stars, price) in enumerate(STARS_PACKAGES):
+        package, _ = Package.objects.update_or_create(
             product=product,
             quantity=stars,
             defaults={"name": name, "price": Decimal(price), "currency": "USD",
                       "sort_order": position, "active": True},
         )
+        Package.objects.filter(pk=package.pk, name_ru="").update(name_ru=name_ru)
     # $8.25 wholesale for 500 Stars, as in the seed's margin tables.
     Supplier.objects.get_or_create(
         code="sandbox",
         defaults={"name": "Sandbox supplier", "cost_per_unit": Decimal("0.0165"), "currency": "USD"},
     )
+    product.refresh_from_db()
     return product

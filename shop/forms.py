@@ -121,9 +121,42 @@ class ConfirmForm(forms.Form):
         },
     )
 
+    buyer_email = forms.EmailField(
+        label=_("E-mail for a receipt (optional)"),
+        required=False,
+        max_length=254,
+        help_text=_("We send the receipt here when the order is finished. With the order "
+                    "number it also finds your order again."),
+        error_messages={"invalid": _("Enter a valid e-mail address, or leave it empty.")},
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "spellcheck": "false"}),
+    )
+
     def __init__(self, *args: Any, payment_methods: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["payment_method"]
         field.choices = [(code, gettext(label)) for code, label in payment_methods]
         if len(payment_methods) == 1:
             field.initial = payment_methods[0][0]
+
+
+class OrderFindForm(forms.Form):
+    """An order number and something only its buyer knows: the recipient or the receipt e-mail."""
+
+    reference = forms.CharField(
+        label=_("Order number"),
+        max_length=30,
+        error_messages={"required": _("Enter the order number, for example ORD-000123."),
+                        "max_length": _("That is too long for an order number.")},
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters",
+                                      "spellcheck": "false", "placeholder": "ORD-000123"}),
+    )
+    secret = forms.CharField(
+        label=_("Recipient (@username or ID) or the e-mail you gave for the receipt"),
+        max_length=254,
+        error_messages={
+            "required": _("Enter the recipient or the e-mail address you gave."),
+            "max_length": _("That is too long for a Telegram account or an e-mail address."),
+        },
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "none",
+                                      "spellcheck": "false"}),
+    )

@@ -2,9 +2,21 @@
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import get_language
+
+
+def _localized(row: models.Model, field: str) -> str:
+    """A catalog text in the active language (`name_ru` beside `name`), English where it is empty."""
+    language = (get_language() or settings.LANGUAGE_CODE).split("-")[0]
+    if language != settings.LANGUAGE_CODE:
+        translated = getattr(row, f"{field}_{language}", "")
+        if translated:
+            return translated
+    return getattr(row, field)
 
 
 class Product(models.Model):
@@ -47,6 +59,10 @@ class Product(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def localized(self, field: str) -> str:
+        """`name` or `description` in the active language, falling back to English."""
+        return _localized(self, field)
+
 
 class Package(models.Model):
     """A fixed bundle of a product at a fixed retail price."""
@@ -71,6 +87,10 @@ class Package(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.quantity} {self.product.unit_name})"
+
+    def localized(self, field: str) -> str:
+        """`name` in the active language, falling back to English."""
+        return _localized(self, field)
 
 
 class Supplier(models.Model):

@@ -1,14 +1,18 @@
-"""Catalog reads: what is on sale and what it costs."""
+"""Storefront reads: what is on sale and what it costs, and finding a buyer's order again."""
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from orders.exceptions import InvalidRecipientInput
+from orders.models import Channel, Order
+from orders.recipients import recipient_parse
 from shop.exceptions import ProductUnavailable, QuantityOutOfRange
 from shop.models import Package, Product, Supplier
 from shop.money import money
@@ -94,3 +98,41 @@ def quote_build(*, product: Product, package_id: int | None = None, quantity: in
         cost=money(supplier.cost_per_unit * quantity),
         cost_currency=supplier.currency,
     )
+
+
+# --- Finding an order again ------------------------------------------------------------------
+
+_REFERENCE = re.compile(r"#?(?:ORD)?-?0*([0-9]{1,12})")
+
+
+def order_reference_normalize(raw: str) -> str:
+    """ "ord-000123", " ORD 000123 ", "#123" → "ORD-000123"; "" when it cannot be a reference."""
+    match = _REFERENCE.fullmatch("".join(raw.split()).upper())
+    if match is None:
+        return ""
+    return f"ORD-{int(match.group(1)):06d}"
+
+
+def order_lookup(*, reference: str, secret: str) -> Order | None:
+    """The storefront order with this reference whose recipient or receipt e-mail is `secret`.
+
+    `secret` is what the buyer typed: an e-mail address (compared case-insensitively) or the
+    Telegram recipient as @username or numeric ID, normalised by recipient_parse. Bot and API
+    orders have their own ways back (/orders, the partner's API) and are not found here.
+    """
+    orders = Order.objects.filter(reference=reference, channel=Channel.WEB)
+    secret = secret.strip()
+    if "@" in secret[1:]:
+        return orders.exclude(buyer_email="").filter(buyer_email__iexact=secret).first()
+    try:
+        recipient = recipient_parse(secret)
+    except InvalidRecipientInput:
+        return None
+    if recipient.startswith("@"):
+        username = recipient[1:]
+        # Telegram usernames are case-insensitive; the stored one may carry its "@" or not.
+        match = (Q(recipient_username__iexact=username) | Q(recipient_username__iexact=recipient)
+                 | Q(recipient_input__iexact=recipient))
+    else:
+        match = Q(recipient_user_id=recipient) | Q(recipient_input=recipient)
+    return orders.filter(match).first()

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext
+from django.utils.translation import get_language, gettext_lazy, pgettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
@@ -50,6 +50,7 @@ from shop.forms import (
     EXPIRED_FORM_MESSAGE,
     ConfirmForm,
     CustomAmountForm,
+    OrderFindForm,
     PackageChoiceForm,
     RecipientForm,
 )
@@ -60,7 +61,15 @@ from shop.ownership import (
     order_owner_path,
     request_is_order_buyer,
 )
-from shop.selectors import Quote, package_list, product_default, quote_build
+from shop.selectors import (
+    Quote,
+    order_lookup,
+    order_reference_normalize,
+    package_list,
+    product_default,
+    quote_build,
+)
+from shop.services import order_lookup_blocked, order_lookup_failure_record
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +100,8 @@ MSG_METHOD_CHANGED = gettext_lazy("You now pay with %(method)s.")
 
 def _quote_context(quote: Quote) -> dict[str, Any]:
     return {
-        # Quote.name is what the order stores; the buyer reads "Custom" in their language.
-        "name": quote.package.name if quote.package else pgettext("package name", "Custom"),
+        # Quote.name is what the order stores; the buyer reads the name in their language.
+        "name": quote.package.localized("name") if quote.package else pgettext("package name", "Custom"),
         "stars": quote.quantity,
         "price": money_display(quote.price, quote.currency),
     }
@@ -181,8 +190,10 @@ def catalog(request: HttpRequest) -> HttpResponse:
                 return redirect("shop:recipient")
     return _page(request, "shop/catalog.html", {
         "product": product,
+        "product_name": product.localized("name"),
+        "product_description": product.localized("description"),
         "packages": [
-            {"id": package.pk, "name": package.name, "stars": stars_display(package.quantity),
+            {"id": package.pk, "name": package.localized("name"), "stars": stars_display(package.quantity),
              "price": money_display(package.price, package.currency)}
             for package in packages
         ],
@@ -305,6 +316,8 @@ def _order_place(request: HttpRequest, cleaned: dict[str, Any], product: Product
             payment_method=cleaned["payment_method"],
             buyer_session_key=request.session.session_key or "",
             request_key=_request_key(cleaned["token"]),
+            buyer_email=cleaned.get("buyer_email") or "",
+            buyer_language=get_language() or "",
             **choice,
         )
     except PaymentMethodUnavailable:
@@ -465,3 +478,36 @@ def order_status_json(request: HttpRequest, public_id: uuid.UUID) -> JsonRespons
 @require_safe
 def terms(request: HttpRequest) -> HttpResponse:
     return _page(request, "shop/terms.html")
+
+
+# --- Finding an order again -----------------------------------------------------------------
+
+MSG_FIND_NO_MATCH = gettext_lazy(
+    "No order matches that order number and recipient or e-mail. Check both and try again.")
+MSG_FIND_TOO_MANY = gettext_lazy(
+    "Too many tries. Please wait ten minutes and try again.")
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def order_find(request: HttpRequest) -> HttpResponse:
+    """Find an order by its number and the recipient or receipt e-mail; opens its status page.
+
+    Every wrong combination gets the same answer, so the page never tells whether a number
+    exists; wrong guesses are counted per client address and per number (shop.services).
+    """
+    form = OrderFindForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        reference = order_reference_normalize(form.cleaned_data["reference"])
+        client = request.META.get("REMOTE_ADDR") or "unknown"
+        if order_lookup_blocked(client=client, reference=reference):
+            form.add_error(None, MSG_FIND_TOO_MANY)
+        else:
+            found = (order_lookup(reference=reference, secret=form.cleaned_data["secret"])
+                     if reference else None)
+            if found is not None:
+                return redirect("shop:order_status", public_id=found.public_id)
+            order_lookup_failure_record(client=client, reference=reference)
+            form.add_error(None, MSG_FIND_NO_MATCH)
+    return _page(request, "shop/find.html", {"form": form},
+                 status=400 if request.method == "POST" else 200)

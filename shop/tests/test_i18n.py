@@ -76,8 +76,8 @@ def test_catalog_in_russian(ru_buyer, catalog):
     html = page(response)
     assert response["Content-Language"] == "ru"
     assert '<html lang="ru">' in html
-    assert "Купить Telegram Stars · " in html
-    assert "<h1>Купить Telegram Stars</h1>" in html
+    assert "Купить Звёзды Telegram · " in html
+    assert "<h1>Купить Звёзды Telegram</h1>" in html
     assert "Пакеты" in html and "Своё количество" in html
     assert "50 звёзд" in html and "500 звёзд" in html and "5\xa0000 звёзд" in html
     assert "8,50 $" in html
@@ -121,7 +121,7 @@ def test_recipient_page_in_russian(ru_buyer, standard, supplier):
     assert "ID пользователя Telegram или @username" in html
     assert 'placeholder="123456789 или @username"' in html
     assert "Проверить аккаунт" in html
-    assert "<dt>Пакет</dt><dd>Standard</dd>" in html and "<dt>Звёзды</dt><dd>500</dd>" in html
+    assert "<dt>Пакет</dt><dd>Стандарт</dd>" in html and "<dt>Звёзды</dt><dd>500</dd>" in html
     assert '<dd class="price">8,50 $</dd>' in html
 
 
@@ -288,7 +288,7 @@ def test_switching_keeps_the_buyers_choice_and_query(buyer, standard, supplier):
 
     assert response.url == "/recipient/?from=switch"
     html = page(buyer.client.get(response.url))
-    assert "<dt>Пакет</dt><dd>Standard</dd>" in html
+    assert "<dt>Пакет</dt><dd>Стандарт</dd>" in html
     assert _switcher(html)[1] == "/recipient/?from=switch"
 
 
@@ -616,7 +616,7 @@ def test_russian_purchase_on_a_phone(chromium, live_server, catalog, supplier, q
     try:
         tab = context.new_page()
         tab.goto("/")
-        expect(tab.get_by_role("heading", level=1)).to_have_text("Купить Telegram Stars")
+        expect(tab.get_by_role("heading", level=1)).to_have_text("Купить Звёзды Telegram")
         _no_horizontal_scroll(tab)
         tab.get_by_label("Своё количество звёзд").fill("51")
         tab.get_by_role("button", name="Выбрать").click()
