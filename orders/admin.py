@@ -6,7 +6,15 @@ from django.http import HttpRequest
 
 from orders import services
 from orders.exceptions import OrderError
-from orders.models import Order, OrderEvent, Payment, PaymentEvent, PaymentInvoice, SupplierAttempt
+from orders.models import (
+    Order,
+    OrderEvent,
+    Payment,
+    PaymentEvent,
+    PaymentInvoice,
+    ProviderCursor,
+    SupplierAttempt,
+)
 from orders.models import OrderStatus as S
 
 
@@ -38,7 +46,7 @@ class PaymentInvoiceInline(admin.TabularInline):
     model = PaymentInvoice
     extra = 0
     can_delete = False
-    fields = ("provider", "status", "amount_minor", "currency", "exponent", "rate",
+    fields = ("provider", "account", "status", "amount_minor", "currency", "exponent", "rate",
               "provider_invoice_id", "comment", "expires_at", "created_at")
     readonly_fields = fields
 
@@ -195,7 +203,17 @@ class PaymentEventAdmin(_ReadOnlyAdmin):
 
 @admin.register(PaymentInvoice)
 class PaymentInvoiceAdmin(_ReadOnlyAdmin):
-    list_display = ("order", "provider", "status", "amount_minor", "currency", "expires_at", "created_at")
-    list_filter = ("provider", "status")
+    list_display = ("order", "provider", "account", "provider_invoice_id", "status", "amount_minor",
+                    "currency", "expires_at", "created_at")
+    # Invoice ids repeat across accounts (network + app, wallet): filter by one to find the row.
+    list_filter = ("provider", "account", "status")
     search_fields = ("=provider_invoice_id", "=comment", "=order__reference")
     list_select_related = ("order",)
+
+
+@admin.register(ProviderCursor)
+class ProviderCursorAdmin(_ReadOnlyAdmin):
+    """Where each poller stands per provider account; the poller rewinds a cursor itself."""
+
+    list_display = ("provider", "account", "value", "updated_at")
+    list_filter = ("provider",)

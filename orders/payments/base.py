@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from orders.models import Order, Payment, PaymentInvoice
+
+
+# Invoices stay watched this long after their quote ends (open ones, and ones we closed): a
+# payment that arrives late must still be found.
+WATCH_AFTER_EXPIRY = timedelta(hours=24)
 
 
 class NoticeKind:
@@ -32,6 +37,8 @@ class Quote:
     currency: str
     exponent: int
     expires_at: datetime
+    # The provider account the invoice id (or comment) is unique in: PaymentInvoice.account.
+    account: str = ""
     provider_invoice_id: str = ""
     comment: str = ""
     pay_url: str = ""
@@ -46,6 +53,7 @@ class PaymentNotice:
     provider: str
     event_key: str  # unique per provider: Stripe event id, TON transaction hash, ...
     kind: str  # NoticeKind
+    account: str = ""  # the provider account it came from: invoice ids repeat across accounts
     invoice_id: str = ""  # PaymentInvoice.provider_invoice_id, when the provider has one
     comment: str = ""  # PaymentInvoice.comment, for methods matched by a memo (TON)
     order_reference: str = ""  # the order reference the provider echoes back, if any
@@ -69,6 +77,14 @@ class PaymentProvider(Protocol):
     """One payment method."""
 
     code: str
+
+    def account(self) -> str:
+        """The provider account this configuration uses, as PaymentInvoice.account stores it.
+
+        Invoice ids are unique only within it (Crypto Pay: network and app; TON: network and
+        wallet); never a secret, only something derived from one.
+        """
+        ...
 
     def create_invoice(self, order: Order, *, expires_at: datetime) -> Quote:
         """Ask the provider for an invoice (network call: never inside a transaction)."""

@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -44,6 +45,7 @@ DEFAULT_ACCEPTED_ASSETS = ("USDT", "TON", "BTC")
 DEFAULT_WEBHOOK_MAX_AGE = timedelta(days=3, hours=12)
 # Signed in the future by more than this: our clock or theirs is wrong; refuse and let it retry.
 WEBHOOK_FUTURE_TOLERANCE = timedelta(minutes=5)
+DEFAULT_SITE_URL = "http://127.0.0.1:8000"
 
 
 class MalformedUpdate(ValueError):
@@ -53,6 +55,18 @@ class MalformedUpdate(ValueError):
 def _setting(name: str, default: Any) -> Any:
     # Read at call time so tests (and a settings change) take effect without a restart.
     return getattr(settings, name, default)
+
+
+def cryptopay_app_key(token: str) -> str:
+    """Which Crypto Pay app a token belongs to, without the token's secret part.
+
+    Tokens read "<app id>:<secret>"; getMe would say the same at the cost of a call. A token
+    of another shape is named by a short hash, never by itself.
+    """
+    app_id, colon, _ = token.partition(":")
+    if colon and app_id.isdigit():
+        return f"app{app_id}"
+    return f"token-sha256:{hashlib.sha256(token.encode()).hexdigest()[:16]}"
 
 
 def webhook_signature(token: str, body: bytes) -> str:
@@ -78,6 +92,10 @@ class CryptoPayProvider:
         self.webhook_max_age = timedelta(seconds=int(_setting(
             "CRYPTOPAY_WEBHOOK_MAX_AGE_SECONDS", DEFAULT_WEBHOOK_MAX_AGE.total_seconds())))
         self.return_url: str = _setting("CRYPTOPAY_RETURN_URL", "")
+
+    def account(self) -> str:
+        # Invoice ids are numbered per app and network: 1001 on testnet is not 1001 on mainnet.
+        return f"{self.network}:{cryptopay_app_key(self.token)}"
 
     # --- Invoices ----------------------------------------------------------------------------
 
@@ -109,10 +127,9 @@ class CryptoPayProvider:
             # A named payer is the only lead to send money back by hand (Crypto Pay has no refund).
             "allow_anonymous": False,
         }
-        if self.return_url:
-            params["paid_btn_name"] = "callback"
-            params["paid_btn_url"] = self.return_url.format(
-                public_id=order.public_id, reference=order.reference)
+        # Without a button the buyer is left on Crypto Pay's page after paying.
+        params["paid_btn_name"] = "callback"
+        params["paid_btn_url"] = self._return_url(order)
         invoice = self._call("createInvoice", params)
         try:
             invoice_id = _invoice_id(invoice)
@@ -130,6 +147,7 @@ class CryptoPayProvider:
             raise PaymentProviderError(f"Crypto Pay invoice {invoice_id} came without a payment link")
         return Quote(
             provider=self.code,
+            account=self.account(),
             amount_minor=amount_minor,
             currency=currency,
             exponent=exponent_of(currency),
@@ -138,6 +156,13 @@ class CryptoPayProvider:
             pay_url=pay_url,
             raw=invoice,
         )
+
+    def _return_url(self, order: Order) -> str:
+        """Where the "Return" button leads: CRYPTOPAY_RETURN_URL, or the order's status page."""
+        if self.return_url:
+            return self.return_url.format(public_id=order.public_id, reference=order.reference)
+        site = str(_setting("SITE_URL", DEFAULT_SITE_URL)).rstrip("/")
+        return site + reverse("shop:order_status", args=[order.public_id])
 
     def requote_minor(self, invoice: PaymentInvoice) -> int:
         # Fiat invoices are priced in the order's own currency: no rate moves the price.
@@ -181,7 +206,8 @@ class CryptoPayProvider:
         if update_type != "invoice_paid" or contradictory:
             # Another kind of update, or a contradictory one: kept on record, never acted on.
             return [PaymentNotice(provider=self.code, event_key=_update_key(update, body),
-                                  kind=NoticeKind.IGNORED, data=update, body=text)]
+                                  kind=NoticeKind.IGNORED, account=self.account(), data=update,
+                                  body=text)]
         if not isinstance(invoice, dict):
             raise WebhookRejected("invoice_paid update without an invoice")
         try:
@@ -190,8 +216,12 @@ class CryptoPayProvider:
             raise WebhookRejected(f"Unusable invoice in invoice_paid: {exc}") from None
 
     def poll(self, invoices: Sequence[PaymentInvoice]) -> Sequence[PaymentNotice]:
-        ours = {invoice.provider_invoice_id: invoice for invoice in invoices
-                if invoice.provider_invoice_id.isdigit()}
+        # Another app's or network's invoice 1001 is not the 1001 this token can read; rows
+        # stored before invoices carried an account ("") are checked by their hash below.
+        account = self.account()
+        ours = {invoice.provider_invoice_id: invoice
+                for invoice in sorted(invoices, key=lambda invoice: invoice.account == account)
+                if invoice.provider_invoice_id.isdigit() and invoice.account in (account, "")}
         ids = sorted(ours, key=int)
         notices: list[PaymentNotice] = []
         for start in range(0, len(ids), MAX_INVOICES_PER_CALL):
@@ -231,8 +261,8 @@ class CryptoPayProvider:
                 return self._paid_notice(item, body=json.dumps(item))
             if item.get("status") == "expired":
                 return PaymentNotice(
-                    provider=self.code, event_key=f"invoice-{invoice_id}-expired",
-                    kind=NoticeKind.EXPIRED, invoice_id=invoice_id,
+                    provider=self.code, event_key=f"{self.account()}:invoice-{invoice_id}-expired",
+                    kind=NoticeKind.EXPIRED, account=self.account(), invoice_id=invoice_id,
                     order_reference=_reference(item),
                     occurred_at=_moment(item.get("expiration_date")),
                     data=item, body=json.dumps(item),
@@ -247,9 +277,12 @@ class CryptoPayProvider:
         amount_minor, currency = _asked(invoice)
         return PaymentNotice(
             provider=self.code,
-            # Crypto Pay takes one payment per invoice, so the invoice names the payment.
-            event_key=f"invoice-{invoice_id}-paid",
+            # Crypto Pay takes one payment per invoice, so the invoice names the payment; its id
+            # only within the app and network, so they are part of the key.
+            event_key=f"{self.account()}:invoice-{invoice_id}-paid",
             kind=NoticeKind.PAID,
+            # The token that verified the webhook (or made the poll) names the app it is about.
+            account=self.account(),
             invoice_id=invoice_id,
             order_reference=_reference(invoice),
             amount_minor=amount_minor,

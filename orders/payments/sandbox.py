@@ -15,9 +15,13 @@ class SandboxPaymentProvider:
 
     code = "sandbox"
 
+    def account(self) -> str:
+        return "sandbox"
+
     def create_invoice(self, order: Order, *, expires_at: datetime) -> Quote:
         return Quote(
             provider=self.code,
+            account=self.account(),
             amount_minor=to_minor(order.price, order.currency),
             currency=order.currency,
             exponent=exponent_of(order.currency),
@@ -31,6 +35,7 @@ class SandboxPaymentProvider:
             provider=self.code,
             event_key=f"paid-{invoice.provider_invoice_id}",
             kind=NoticeKind.PAID,
+            account=invoice.account,
             invoice_id=invoice.provider_invoice_id,
             order_reference=invoice.order.reference or "",
             amount_minor=invoice.amount_minor,

@@ -23,25 +23,33 @@ from orders.exceptions import (
 from orders.models import Order, PaymentEvent, PaymentInvoice
 from orders.models import OrderStatus as S
 from orders.payments import payment_methods_for, payment_provider_get, payment_quote_minutes
-from orders.payments.base import NoticeKind, PaymentNotice
+from orders.payments.base import WATCH_AFTER_EXPIRY, NoticeKind, PaymentNotice
 from orders.payments.money import from_minor
-from orders.services import order_cancel, order_mark_paid
+from orders.services import order_cancel, order_mark_paid, order_note
+from orders.transitions import order_transition
 
 logger = logging.getLogger(__name__)
 
 # An invoice this close to expiry is not shown again: the buyer needs time to pay it.
 REUSE_MARGIN = timedelta(minutes=1)
+# Orders no money has reached yet: money that names one but landed on another order's invoice
+# sends it to review. Any other order has its payment; the money is noted on it as extra.
+UNPAID_STATUSES = (S.AWAITING_PAYMENT, S.EXPIRED, S.CANCELLED)
 
 
 def invoice_open(*, order: Order) -> PaymentInvoice:
     """The order's open invoice for its payment method, created at the provider if needed.
 
-    The provider call happens outside any transaction.
+    Only ever an invoice of this order, in the provider account configured now. The provider
+    call happens outside any transaction.
     """
     now = timezone.now()
+    provider = payment_provider_get(order.payment_method)
+    # An invoice of another account (the wallet or network changed since) may be one we no
+    # longer read: quote again.
     existing = order.invoices.filter(
-        provider=order.payment_method, status=PaymentInvoice.Status.OPEN,
-        expires_at__gt=now + REUSE_MARGIN,
+        provider=order.payment_method, account=provider.account(),
+        status=PaymentInvoice.Status.OPEN, expires_at__gt=now + REUSE_MARGIN,
     ).first()
     if existing is not None:
         return existing
@@ -50,23 +58,36 @@ def invoice_open(*, order: Order) -> PaymentInvoice:
         raise OrderStateChanged(order.reference, expected=S.AWAITING_PAYMENT, actual=order.status)
     if order.payment_method not in dict(payment_methods_for(order.channel)):
         raise PaymentMethodUnavailable("This payment method is no longer available.")
-    provider = payment_provider_get(order.payment_method)
     expires_at = min(order.expires_at, now + timedelta(minutes=payment_quote_minutes(provider.code)))
     quote = provider.create_invoice(order, expires_at=expires_at)
     try:
         with transaction.atomic():
             return PaymentInvoice.objects.create(
-                order=order, provider=quote.provider, provider_invoice_id=quote.provider_invoice_id,
-                comment=quote.comment, amount_minor=quote.amount_minor, currency=quote.currency,
-                exponent=quote.exponent, rate=quote.rate, pay_url=quote.pay_url,
-                expires_at=quote.expires_at, raw=quote.raw,
+                order=order, provider=quote.provider, account=quote.account,
+                provider_invoice_id=quote.provider_invoice_id, comment=quote.comment,
+                amount_minor=quote.amount_minor, currency=quote.currency, exponent=quote.exponent,
+                rate=quote.rate, pay_url=quote.pay_url, expires_at=quote.expires_at, raw=quote.raw,
             )
     except IntegrityError:
         if not quote.provider_invoice_id:
             raise
+        holder = PaymentInvoice.objects.select_related("order").get(
+            provider=quote.provider, account=quote.account,
+            provider_invoice_id=quote.provider_invoice_id)
+    if holder.order_id == order.pk:
         # A twin request got the same invoice from the provider (idempotent create) first.
-        return PaymentInvoice.objects.get(provider=quote.provider,
-                                          provider_invoice_id=quote.provider_invoice_id)
+        return holder
+    # The provider numbers from where it once was (a fake restarted on a kept database, an
+    # app or network changed): that row is another order's invoice, paid or payable. Handing
+    # it over would show this buyer that order's invoice, and their money would pay it.
+    logger.error(
+        "%s gave invoice %s (account %s) for order %s, but that invoice is order %s's: the "
+        "provider is numbering again. Not reusing it; check the provider's configuration.",
+        quote.provider, quote.provider_invoice_id, quote.account or "-", order.reference,
+        holder.order.reference)
+    raise PaymentProviderError(
+        f"{quote.provider} answered with invoice {quote.provider_invoice_id}, "
+        f"which belongs to another order")
 
 
 def payment_notice_accept(*, notice: PaymentNotice) -> PaymentEvent:
@@ -121,10 +142,14 @@ def _apply(event: PaymentEvent, notice: PaymentNotice, invoice: PaymentInvoice |
         return O.IGNORED, "No invoice of ours matches this event"
     order = invoice.order
     if notice.order_reference and notice.order_reference != order.reference:
-        return O.REJECTED, f"Event names order {notice.order_reference}, invoice is {order.reference}"
+        return _misdirected(event, notice, invoice)
     if notice.kind == NoticeKind.EXPIRED:
-        PaymentInvoice.objects.filter(pk=invoice.pk, status=PaymentInvoice.Status.OPEN).update(
-            status=PaymentInvoice.Status.EXPIRED)
+        expired = PaymentInvoice.objects.filter(
+            pk=invoice.pk, status=PaymentInvoice.Status.OPEN,
+        ).update(status=PaymentInvoice.Status.EXPIRED)
+        if not expired:
+            # Paid, or closed by us (the buyer switched method): its end says nothing of the order.
+            return O.IGNORED, f"Invoice was already {invoice.status}"
         others_open = order.invoices.filter(status=PaymentInvoice.Status.OPEN).exclude(pk=invoice.pk)
         if order.status == S.AWAITING_PAYMENT and not others_open.exists():
             try:
@@ -171,6 +196,44 @@ def _apply(event: PaymentEvent, notice: PaymentNotice, invoice: PaymentInvoice |
     return (O.REVIEW if order.status == S.REVIEW else O.APPLIED), problem or f"Order {order.status}"
 
 
+def _misdirected(event: PaymentEvent, notice: PaymentNotice,
+                 invoice: PaymentInvoice) -> tuple[str, str]:
+    """A notice naming another order than its invoice's: nobody is paid, an operator decides.
+
+    The id (or comment) and the reference the provider echoes disagree, so either may be the
+    wrong one; the order the reference names, if it exists and has no money yet, goes to review.
+    """
+    order = invoice.order
+    named = Order.objects.filter(reference=notice.order_reference).first()
+    ident = invoice.provider_invoice_id or invoice.comment
+    mismatch = {
+        "notice_order_reference": notice.order_reference,
+        "invoice_order_reference": order.reference,
+        "invoice": ident, "account": invoice.account, "payment_event_id": event.pk,
+    }
+    PaymentEvent.objects.filter(pk=event.pk).update(data={**(event.data or {}), "mismatch": mismatch})
+    logger.error("%s event %s names order %s, but its invoice %s (account %s) is order %s's: "
+                 "sent to review, no order marked paid", notice.provider, event.event_key,
+                 notice.order_reference, ident, invoice.account or "-", order.reference)
+    detail = (f"Event names order {notice.order_reference}, invoice {ident} is "
+              f"{order.reference}'s: review")
+    if named is None or notice.kind != NoticeKind.PAID:
+        return PaymentEvent.Outcome.REVIEW, detail
+    actor = f"payment:{invoice.provider}"
+    reason = (f"Money naming this order arrived on {order.reference}'s {invoice.provider} invoice "
+              f"{ident}: check it and apply it by hand")
+    data = {**mismatch, "amount_minor": notice.amount_minor, "currency": notice.currency}
+    if named.status in UNPAID_STATUSES:
+        try:
+            order_transition(order=named, to_status=S.REVIEW, actor=actor, reason=reason,
+                             data=data, expected_status=named.status)
+            return PaymentEvent.Outcome.REVIEW, detail
+        except OrderStateChanged:
+            named.refresh_from_db()
+    order_note(order=named, actor=actor, reason=reason, data=data)
+    return PaymentEvent.Outcome.REVIEW, detail
+
+
 def _is_late(invoice: PaymentInvoice, notice: PaymentNotice) -> bool:
     occurred = notice.occurred_at or timezone.now()
     return occurred > invoice.expires_at or invoice.order.status == S.EXPIRED
@@ -179,17 +242,26 @@ def _is_late(invoice: PaymentInvoice, notice: PaymentNotice) -> bool:
 def _invoice_for(notice: PaymentNotice) -> PaymentInvoice | None:
     invoices = PaymentInvoice.objects.select_related("order").filter(provider=notice.provider)
     if notice.invoice_id:
-        return invoices.filter(provider_invoice_id=notice.invoice_id).first()
-    if notice.comment:
-        return invoices.filter(comment=notice.comment).first()
-    return None
+        invoices = invoices.filter(provider_invoice_id=notice.invoice_id)
+    elif notice.comment:
+        invoices = invoices.filter(comment=notice.comment)
+    else:
+        return None
+    # An id is unique only within a provider account. Rows stored before invoices carried an
+    # account have "" (migration 0005 fills what it can): they match only when no row of the
+    # notice's account does. A notice that names no account (Telegram's UUID payloads, an event
+    # stored before accounts) matches by id alone. _apply still checks the order reference.
+    if not notice.account:
+        return invoices.filter(account="").first() or invoices.first()
+    return (invoices.filter(account=notice.account).first()
+            or invoices.filter(account="").first())
 
 
 def _notice_data(notice: PaymentNotice) -> dict:
     return {
         **notice.data,
         "_notice": {
-            "invoice_id": notice.invoice_id, "comment": notice.comment,
+            "account": notice.account, "invoice_id": notice.invoice_id, "comment": notice.comment,
             "order_reference": notice.order_reference,
             "occurred_at": notice.occurred_at.isoformat() if notice.occurred_at else None,
         },
@@ -202,7 +274,8 @@ def _notice_from_event(event: PaymentEvent) -> PaymentNotice:
     occurred = meta.get("occurred_at")
     return PaymentNotice(
         provider=event.provider, event_key=event.event_key, kind=event.kind,
-        invoice_id=meta.get("invoice_id") or "", comment=meta.get("comment") or "",
+        account=meta.get("account") or "", invoice_id=meta.get("invoice_id") or "",
+        comment=meta.get("comment") or "",
         order_reference=meta.get("order_reference") or "",
         amount_minor=event.amount_minor, currency=event.currency,
         occurred_at=timezone.datetime.fromisoformat(occurred) if occurred else None,
@@ -211,7 +284,11 @@ def _notice_from_event(event: PaymentEvent) -> PaymentNotice:
 
 
 def payments_poll() -> dict[str, int]:
-    """Ask each enabled provider about open invoices and re-apply inbox events left pending."""
+    """Ask each enabled provider about watched invoices and re-apply inbox events left pending.
+
+    Watched: open ones, and ones we closed (the buyer switched method) whose buyer may still
+    pay, until WATCH_AFTER_EXPIRY past their quote: late payments must still be found.
+    """
     from django.conf import settings
 
     now = timezone.now()
@@ -220,10 +297,10 @@ def payments_poll() -> dict[str, int]:
         if not conf.get("enabled"):
             continue
         provider = payment_provider_get(code)
-        # Keep watching a while past expiry: late payments must still be found.
         invoices = list(PaymentInvoice.objects.select_related("order").filter(
-            provider=code, status=PaymentInvoice.Status.OPEN,
-            expires_at__gt=now - timedelta(hours=24)))
+            provider=code,
+            status__in=(PaymentInvoice.Status.OPEN, PaymentInvoice.Status.CANCELLED),
+            expires_at__gt=now - WATCH_AFTER_EXPIRY))
         try:
             notices = provider.poll(invoices)
         except PaymentProviderError as exc:
@@ -240,21 +317,6 @@ def payments_poll() -> dict[str, int]:
         payment_event_apply(event_id=event_id)
         retried += 1
     return {"accepted": accepted, "retried": retried}
-
-
-def provider_cursor_get(provider: str) -> str:
-    """Where a provider's poller stopped reading ("" before the first read)."""
-    from orders.models import ProviderCursor
-
-    cursor = ProviderCursor.objects.filter(provider=provider).first()
-    return cursor.value if cursor else ""
-
-
-def provider_cursor_set(provider: str, value: str) -> None:
-    """Remember where a provider's poller stopped; written after its notices are stored."""
-    from orders.models import ProviderCursor
-
-    ProviderCursor.objects.update_or_create(provider=provider, defaults={"value": value})
 
 
 def payment_method_change(*, order: Order, payment_method: str, actor: str) -> Order:

@@ -61,6 +61,16 @@ def _livemode() -> bool:
     return bool(_setting("STRIPE_LIVEMODE", False))
 
 
+def _account() -> str:
+    """PaymentInvoice.account for Stripe: the mode.
+
+    Session ids are random and unique across Stripe accounts, so the mode (test sessions and
+    live ones never mix) is all an id needs. A fingerprint of the secret key would change when
+    the key is rolled and leave the sessions opened before unmatched.
+    """
+    return "live" if _livemode() else "test"
+
+
 def _client() -> stripe.StripeClient:
     """A StripeClient from settings: its own HTTP client with a timeout, retries on network errors."""
     return stripe.StripeClient(
@@ -140,6 +150,9 @@ class StripeCheckoutProvider:
     def __init__(self) -> None:
         self._client = _client()
 
+    def account(self) -> str:
+        return _account()
+
     # --- invoices ------------------------------------------------------------------------
 
     def create_invoice(self, order: Order, *, expires_at: datetime) -> Quote:
@@ -183,6 +196,7 @@ class StripeCheckoutProvider:
             raise PaymentProviderError("Stripe answered without a session id, amount or URL.")
         return Quote(
             provider=self.code,
+            account=_account(),
             amount_minor=amount_total,
             currency=str(raw.get("currency", "")).upper(),
             exponent=CENTS_EXPONENT,
@@ -237,6 +251,8 @@ class StripeCheckoutProvider:
         """
         notices: list[PaymentNotice] = []
         for invoice in invoices:
+            if invoice.account not in (_account(), ""):
+                continue  # a session of the other mode: this key cannot read it
             session_id = invoice.provider_invoice_id
             try:
                 session = self._client.v1.checkout.sessions.retrieve(session_id)
@@ -319,6 +335,7 @@ def _session_notice(session: dict[str, Any], kind: str, occurred_at: datetime | 
         provider=CODE,
         event_key=event_key or f"{session_id}:{kind}",
         kind=kind,
+        account=_account(),
         invoice_id=session_id,
         order_reference=_order_reference(session),
         amount_minor=_minor_units(session.get("amount_total")) if kind == NoticeKind.PAID else None,
@@ -346,7 +363,8 @@ def _notice_from_event(event: dict[str, Any], subject: dict[str, Any], body: str
         return _session_notice(subject, NoticeKind.IGNORED, occurred_at, details, body,
                                event_key=event["id"])
     return PaymentNotice(
-        provider=CODE, event_key=event["id"], kind=NoticeKind.IGNORED, occurred_at=occurred_at,
+        provider=CODE, event_key=event["id"], kind=NoticeKind.IGNORED, account=_account(),
+        occurred_at=occurred_at,
         data={**details, "object": subject.get("object"), "object_id": subject.get("id")},
         body=body,
     )

@@ -50,6 +50,10 @@ class TelegramPaymentsProvider:
 
     code = CODE
 
+    def account(self) -> str:
+        # Our payloads are random UUIDs, unique whatever the bot or provider: no account needed.
+        return ""
+
     def create_invoice(self, order: Order, *, expires_at: datetime) -> Quote:
         if not provider_token():
             raise PaymentMethodUnavailable("TELEGRAM_PAYMENTS_PROVIDER_TOKEN is not set.")

@@ -5,6 +5,12 @@ poller reads the wallet's transactions in logical-time (lt) order from a persist
 turns each one that brought money in into a PaymentNotice keyed by its transaction hash, so the
 inbox (orders.payments.services) stores and applies it exactly once. TON has no webhooks and
 no automatic refunds: both are refused here, and refunds go to an operator.
+
+Invoices and the cursor belong to one account, the network and the wallet (ton_account): after
+TON_NETWORK or the wallet changes, the new wallet is read from its own start. The cursor
+remembers the transaction it stands on, and each read starts with that transaction again: when
+the chain no longer has it (a restarted fake chain, an indexer of another chain) the cursor is
+rewound instead of waiting forever for lts that chain may never reach or already reused.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from orders.exceptions import PaymentProviderError, WebhookRejected
 from orders.models import Order, Payment, PaymentEvent, PaymentInvoice, ProviderCursor
-from orders.payments.base import NoticeKind, PaymentNotice, Quote, RefundResult
+from orders.payments.base import WATCH_AFTER_EXPIRY, NoticeKind, PaymentNotice, Quote, RefundResult
 from orders.payments.money import exponent_of, to_minor
 from orders.payments.ton_rates import ton_rate
 
@@ -141,6 +147,12 @@ def _network() -> str:
     return str(network)
 
 
+def ton_account() -> str:
+    """The account TON invoices and the poll cursor are kept under: network and raw wallet."""
+    _, wallet = _wallet()
+    return f"{_network()}:{wallet.raw}"
+
+
 # --- Comments, links, amounts ----------------------------------------------------------------
 
 
@@ -149,6 +161,12 @@ def ton_comment_new(order: Order) -> str:
     reference = order.reference or f"ORD-{order.pk:06d}"
     suffix = "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(SUFFIX_LENGTH))
     return f"{reference}-{suffix}"
+
+
+def ton_comment_reference(comment: str) -> str:
+    """The order reference a comment of ton_comment_new begins with ("" if it has no suffix)."""
+    reference, dash, suffix = comment.rpartition("-")
+    return reference if dash and len(suffix) == SUFFIX_LENGTH else ""
 
 
 def ton_comment_normalize(text: str) -> str:
@@ -187,21 +205,44 @@ def ton_nanotons_for(price: Decimal, rate: Decimal) -> int:
 # --- The cursor ------------------------------------------------------------------------------
 
 
-def cursor_get(provider: str = CODE) -> tuple[int, str]:
-    """(last lt read, the stored value to compare-and-set against); 0 before the first read."""
-    cursor, _ = ProviderCursor.objects.get_or_create(provider=provider, defaults={"value": ""})
-    return (int(cursor.value) if cursor.value else 0), cursor.value
+@dataclass(frozen=True)
+class TonCursor:
+    """Where the poller stopped on one account: the last transaction it has settled."""
+
+    lt: int  # 0 before the first read
+    tx_hash: str  # hex hash of the transaction at `lt`; "" for a cursor stored without one
+    stored: str  # the row's value, to compare-and-set against
 
 
-def cursor_set(provider: str = CODE, *, expected: str, lt: int) -> bool:
-    """Move the cursor to `lt` unless another poller moved it since `expected` was read.
+def _cursor_value(lt: int, tx_hash: str) -> str:
+    return f"{lt}:{tx_hash}" if tx_hash else str(lt)
+
+
+def cursor_get(account: str) -> TonCursor:
+    """The account's cursor; lt 0 before the first read."""
+    cursor, _ = ProviderCursor.objects.get_or_create(provider=CODE, account=account,
+                                                     defaults={"value": ""})
+    lt, _, tx_hash = cursor.value.partition(":")
+    return TonCursor(lt=int(lt) if lt else 0, tx_hash=tx_hash, stored=cursor.value)
+
+
+def cursor_set(account: str, *, expected: str, lt: int, tx_hash: str = "") -> bool:
+    """Move the cursor forward to `lt` unless another poller moved it since `expected` was read.
 
     Losing the race is harmless: the winner's position is at most a re-read away, and the
     inbox drops what was already stored.
     """
-    if lt <= (int(expected) if expected else 0):
+    if lt <= (int(expected.partition(":")[0]) if expected else 0):
         return False
-    moved = ProviderCursor.objects.filter(provider=provider, value=expected).update(value=str(lt))
+    moved = ProviderCursor.objects.filter(provider=CODE, account=account, value=expected).update(
+        value=_cursor_value(lt, tx_hash))
+    return moved == 1
+
+
+def cursor_rewind(account: str, *, expected: str) -> bool:
+    """Send the cursor back to the start (the history start is read next), unless it moved."""
+    moved = ProviderCursor.objects.filter(provider=CODE, account=account, value=expected).update(
+        value="")
     return moved == 1
 
 
@@ -277,13 +318,16 @@ class TonPaymentProvider:
 
     code = CODE
 
+    def account(self) -> str:
+        return ton_account()
+
     def create_invoice(self, order: Order, *, expires_at: datetime) -> Quote:
         address, _ = _wallet()
         rate = ton_rate(order.currency)
         amount = ton_nanotons_for(order.price, rate.rate)
         comment = ton_comment_new(order)
         return Quote(
-            provider=self.code, amount_minor=amount, currency=CURRENCY,
+            provider=self.code, account=ton_account(), amount_minor=amount, currency=CURRENCY,
             exponent=exponent_of(CURRENCY), expires_at=expires_at, comment=comment,
             pay_url=ton_pay_url(address, amount, comment), rate=rate.rate,
             raw={"wallet": address, "network": _network(), "price": str(order.price),
@@ -303,27 +347,39 @@ class TonPaymentProvider:
         """
         _, wallet = _wallet()
         _check_network()
-        cursor, stored = cursor_get(self.code)
-        transactions, address_book = self._read_since(wallet, cursor)
+        account = ton_account()
+        cursor = cursor_get(account)
+        transactions, address_book, anchored = self._read_since(wallet, account, cursor)
+        if not anchored:
+            logger.warning(
+                "TON cursor of %s stands on transaction lt %s (hash %s), which toncenter's chain "
+                "does not have: the chain restarted or is another one. Reading again from "
+                "before the oldest watched invoice (the inbox drops what it already holds).",
+                account, cursor.lt, cursor.tx_hash or "unknown")
+            cursor_rewind(account, expected=cursor.stored)
+            cursor = cursor_get(account)
+            transactions, address_book, _ = self._read_since(wallet, account, cursor)
         if not transactions:
             return []
         keys = [_tx_key(tx.get("hash")) for tx in transactions]
         known = set(PaymentEvent.objects.filter(provider=self.code, event_key__in=keys)
                     .values_list("event_key", flat=True))
         comments = {ton_comment_normalize(c) for c in map(_text_comment, transactions) if c}
+        # Rows stored before invoices carried an account have "" (see migration 0005).
         invoice_comments = set(PaymentInvoice.objects.filter(
-            provider=self.code, comment__in=comments).values_list("comment", flat=True))
+            provider=self.code, account__in=(account, ""), comment__in=comments,
+        ).values_list("comment", flat=True))
         notices: list[PaymentNotice] = []
-        settled = cursor
+        settled = (cursor.lt, cursor.tx_hash)
         waiting = False
         for tx, key in zip(transactions, keys):
-            notice = self._notice(tx, key, wallet, address_book, invoice_comments)
+            notice = self._notice(tx, key, account, wallet, address_book, invoice_comments)
             if notice is not None and key not in known:
                 notices.append(notice)
                 waiting = True
             if not waiting:
-                settled = _lt(tx)
-        cursor_set(self.code, expected=stored, lt=settled)
+                settled = (_lt(tx), key)
+        cursor_set(account, expected=cursor.stored, lt=settled[0], tx_hash=settled[1])
         return notices
 
     def requote_minor(self, invoice: PaymentInvoice) -> int:
@@ -338,18 +394,24 @@ class TonPaymentProvider:
                      f"{payment.currency} back to the sender {sender}"),
         )
 
-    def _read_since(self, wallet: TonAddress,
-                    cursor: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """The wallet's transactions after `cursor`, oldest first, a bounded number of pages."""
+    def _read_since(self, wallet: TonAddress, account: str, cursor: TonCursor,
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
+        """The wallet's transactions after `cursor`, oldest first, a bounded number of pages.
+
+        The third value says whether the chain still has the transaction the cursor stands on
+        (always true before the first read): when it does not, nothing after it can be trusted
+        to be new, and nothing is returned.
+        """
         page_size = int(_setting("TON_POLL_PAGE_SIZE"))
         params: dict[str, Any] = {"account": wallet.raw, "limit": page_size, "sort": "asc"}
-        if cursor:
-            params["start_lt"] = cursor + 1  # toncenter's start_lt is inclusive
+        if cursor.lt:
+            # toncenter's start_lt is inclusive: the first transaction back is the cursor's own.
+            params["start_lt"] = cursor.lt
         else:
-            params["start_utime"] = _history_start()
+            params["start_utime"] = _history_start(account)
         transactions: list[dict[str, Any]] = []
         address_book: dict[str, Any] = {}
-        for _ in range(int(_setting("TON_POLL_MAX_PAGES"))):
+        for page_number in range(int(_setting("TON_POLL_MAX_PAGES"))):
             try:
                 body = _toncenter_get("transactions", params)
             except PaymentProviderError:
@@ -363,16 +425,18 @@ class TonPaymentProvider:
             page = body.get("transactions")
             if not isinstance(page, list):
                 raise PaymentProviderError("toncenter transactions answer has no transactions list")
+            if page_number == 0 and cursor.lt and not any(_is_cursor(tx, cursor) for tx in page):
+                return [], {}, False
             address_book.update(body.get("address_book") or {})
-            transactions.extend(tx for tx in page if _lt(tx) > cursor)
+            transactions.extend(tx for tx in page if _lt(tx) > cursor.lt)
             if len(page) < page_size:
                 break
             params.pop("start_utime", None)
             params["start_lt"] = max(_lt(tx) for tx in page) + 1
         transactions.sort(key=_lt)
-        return transactions, address_book
+        return transactions, address_book, True
 
-    def _notice(self, tx: Mapping[str, Any], key: str, wallet: TonAddress,
+    def _notice(self, tx: Mapping[str, Any], key: str, account: str, wallet: TonAddress,
                 address_book: Mapping[str, Any],
                 invoice_comments: set[str]) -> PaymentNotice | None:
         """The notice for one transaction, or None when no money of a buyer stayed with us."""
@@ -407,8 +471,11 @@ class TonPaymentProvider:
                            key, value, raw_comment)
         return PaymentNotice(
             provider=self.code, event_key=key,
-            kind=NoticeKind.PAID if matched else NoticeKind.IGNORED,
-            comment=matched, amount_minor=value, currency=CURRENCY,
+            kind=NoticeKind.PAID if matched else NoticeKind.IGNORED, account=account,
+            # The comment begins with the reference of the order it was made for; the inbox
+            # checks it against the order of the invoice the comment matched.
+            comment=matched, order_reference=ton_comment_reference(matched),
+            amount_minor=value, currency=CURRENCY,
             occurred_at=datetime.fromtimestamp(int(tx.get("now") or 0), tz=UTC),
             data={"tx_hash": key, "lt": str(tx.get("lt")), "source": source,
                   "source_friendly": source_friendly, "comment": raw_comment,
@@ -417,11 +484,24 @@ class TonPaymentProvider:
         )
 
 
-def _history_start() -> int:
-    """Unix time to read from before the first cursor: shortly before our oldest TON invoice."""
-    oldest = (PaymentInvoice.objects.filter(provider=CODE).order_by("created_at")
-              .values_list("created_at", flat=True).first())
+def _history_start(account: str) -> int:
+    """Unix time to read from without a cursor: shortly before the oldest watched invoice.
+
+    Watched: of this account and not more than WATCH_AFTER_EXPIRY past its quote, as
+    payments_poll watches them.
+    """
+    watched = PaymentInvoice.objects.filter(
+        provider=CODE, account__in=(account, ""),
+        expires_at__gt=timezone.now() - WATCH_AFTER_EXPIRY)
+    oldest = watched.order_by("created_at").values_list("created_at", flat=True).first()
     return int(((oldest or timezone.now()) - HISTORY_MARGIN).timestamp())
+
+
+def _is_cursor(tx: Mapping[str, Any], cursor: TonCursor) -> bool:
+    """Whether `tx` is the transaction the cursor stands on (by lt, and by hash when known)."""
+    if _lt(tx) != cursor.lt:
+        return False
+    return not cursor.tx_hash or _tx_key(tx.get("hash")) == cursor.tx_hash
 
 
 def _text_comment(tx: Mapping[str, Any]) -> str | None:

@@ -39,7 +39,7 @@ def invoice(make_order) -> PaymentInvoice:
 def notice(invoice: PaymentInvoice, *, key: str = "evt-1", amount: int | None = None,
            currency: str | None = None, kind: str = NoticeKind.PAID, **extra) -> PaymentNotice:
     return PaymentNotice(
-        provider=invoice.provider, event_key=key, kind=kind,
+        provider=invoice.provider, event_key=key, kind=kind, account=invoice.account,
         invoice_id=invoice.provider_invoice_id,
         amount_minor=invoice.amount_minor if amount is None else amount,
         currency=currency or invoice.currency, **extra,
@@ -132,12 +132,62 @@ def test_wrong_currency_goes_to_review(invoice, enqueued):
     assert order.status == S.REVIEW and "EUR" in order.status_reason
 
 
-def test_event_naming_another_order_is_rejected(invoice, make_order, enqueued):
+def test_event_naming_another_order_goes_to_review_and_pays_neither(invoice, make_order, enqueued):
+    """The id matched one order's invoice, the provider's reference names another: money an
+    operator must place, never a payment of the invoice's order."""
     other = make_order(S.AWAITING_PAYMENT)
     event = payment_notice_accept(notice=notice(invoice, order_reference=other.reference))
-    assert event.outcome == PaymentEvent.Outcome.REJECTED
+    mine = Order.objects.get(pk=invoice.order_id)
+    assert event.outcome == PaymentEvent.Outcome.REVIEW
+    assert mine.reference in event.detail and other.reference in event.detail
+    assert event.data["mismatch"]["notice_order_reference"] == other.reference
+    assert event.data["mismatch"]["invoice_order_reference"] == mine.reference
+    assert mine.status == S.AWAITING_PAYMENT and not Payment.objects.exists()
+    assert PaymentInvoice.objects.get(pk=invoice.pk).status == PaymentInvoice.Status.OPEN
+    # The order the money names shows it to an operator.
+    other.refresh_from_db()
+    assert other.status == S.REVIEW and mine.reference in other.status_reason
+    assert OrderEvent.objects.get(order=other, to_status=S.REVIEW).data["payment_event_id"] == event.pk
+    assert enqueued == []
+
+
+def test_misdirected_money_naming_a_paid_order_is_noted_on_it(invoice, make_order, enqueued):
+    other = make_order(S.PAID)
+    event = payment_notice_accept(notice=notice(invoice, order_reference=other.reference))
+    assert event.outcome == PaymentEvent.Outcome.REVIEW
+    other.refresh_from_db()
+    assert other.status == S.PAID  # its delivery goes on; the extra money is noted
+    assert OrderEvent.objects.filter(order=other, from_status=S.PAID, to_status=S.PAID,
+                                     data__payment_event_id=event.pk).exists()
+    assert Order.objects.get(pk=invoice.order_id).status == S.AWAITING_PAYMENT
+
+
+def test_misdirected_money_naming_no_order_of_ours_goes_to_review(invoice, enqueued):
+    event = payment_notice_accept(notice=notice(invoice, order_reference="ORD-999999"))
+    assert event.outcome == PaymentEvent.Outcome.REVIEW and "ORD-999999" in event.detail
     assert Order.objects.get(pk=invoice.order_id).status == S.AWAITING_PAYMENT
     assert not Payment.objects.exists()
+
+
+def test_an_invoice_stored_before_accounts_is_matched_only_when_its_account_has_no_such_id(
+        invoice, make_order, enqueued):
+    PaymentInvoice.objects.filter(pk=invoice.pk).update(account="")  # as migration 0004 left it
+    other_order = make_order(S.AWAITING_PAYMENT)
+    twin = PaymentInvoice.objects.create(
+        order=other_order, provider="sandbox", account="sandbox",
+        provider_invoice_id=invoice.provider_invoice_id, amount_minor=850, currency="USD",
+        exponent=2, expires_at=invoice.expires_at)
+    event = payment_notice_accept(notice=notice(twin, order_reference=other_order.reference))
+    assert event.invoice_id == twin.pk and event.outcome == PaymentEvent.Outcome.APPLIED
+    assert Order.objects.get(pk=invoice.order_id).status == S.AWAITING_PAYMENT
+    # With no row of its own account, the old row is the one: its order reference still checked.
+    PaymentInvoice.objects.filter(pk=twin.pk).update(account="another")
+    stale = payment_notice_accept(notice=notice(twin, key="evt-2", order_reference=other_order.reference))
+    assert stale.invoice_id == invoice.pk and stale.outcome == PaymentEvent.Outcome.REVIEW
+    legacy = payment_notice_accept(notice=notice(
+        twin, key="evt-3", order_reference=Order.objects.get(pk=invoice.order_id).reference))
+    assert legacy.invoice_id == invoice.pk and legacy.outcome == PaymentEvent.Outcome.APPLIED
+    assert Order.objects.get(pk=invoice.order_id).status == S.PAID
 
 
 def test_event_for_no_invoice_of_ours_is_kept_and_ignored(invoice, enqueued):

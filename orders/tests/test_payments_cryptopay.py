@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import orders.payments
+from fakes.cryptopay import FakeCryptoPayConfig, start_fake_cryptopay
 from fakes.cryptopay_fixtures import FakeCryptoPay, cryptopay_fake, cryptopay_fake_options  # noqa: F401
 from orders import services
 from orders.exceptions import PaymentProviderError, WebhookRejected
@@ -23,7 +25,12 @@ from orders.models import Order, OrderEvent, Payment, PaymentEvent, PaymentInvoi
 from orders.models import OrderStatus as S
 from orders.payments import payment_provider_get
 from orders.payments.base import NoticeKind
-from orders.payments.cryptopay import API_HOSTS, CryptoPayProvider, webhook_signature
+from orders.payments.cryptopay import (
+    API_HOSTS,
+    CryptoPayProvider,
+    cryptopay_app_key,
+    webhook_signature,
+)
 from orders.payments.services import invoice_open, payment_notice_accept, payments_poll
 
 WEBHOOK = reverse("orders:payment_webhook", args=["cryptopay"])
@@ -134,6 +141,17 @@ def test_return_button_leads_to_the_order(crypto_order, cryptopay, settings):
     assert remote["paid_btn_url"] == f"https://shop.example/orders/{order.public_id}/"
 
 
+def test_return_button_defaults_to_the_order_status_page(crypto_order, cryptopay, settings):
+    settings.CRYPTOPAY_RETURN_URL = ""
+    settings.SITE_URL = "https://shop.example/"
+    order = crypto_order()
+    invoice_open(order=order)
+    [remote] = cryptopay.invoices()
+    assert remote["paid_btn_name"] == "callback"
+    assert remote["paid_btn_url"] == (
+        "https://shop.example" + reverse("shop:order_status", args=[order.public_id]))
+
+
 def test_provider_errors_create_no_invoice(crypto_order, cryptopay, settings):
     order = crypto_order()
     settings.CRYPTOPAY_TOKEN = "someone-elses-token"
@@ -173,7 +191,7 @@ def test_signed_webhook_pays_and_the_stars_are_delivered_once(
     assert order.status == S.PAID and enqueued["fulfil"] == [order.pk]
     payment = Payment.objects.get(order=order)
     assert (payment.amount, payment.currency, payment.excess_minor) == (Decimal("8.50"), "USD", 0)
-    assert payment.provider_reference == f"invoice-{invoice.provider_invoice_id}-paid"
+    assert payment.provider_reference == f"{invoice.account}:invoice-{invoice.provider_invoice_id}-paid"
     assert payment.raw["paid_asset"] == "USDT" and payment.raw["paid_amount"] == "8.5"
     event = PaymentEvent.objects.get()
     assert event.body == body.decode() and event.invoice_id == invoice.pk
@@ -281,9 +299,11 @@ def test_signed_non_json_is_refused(invoice, cryptopay, client):
 def test_paid_notice_fields(invoice, cryptopay):
     body, signature = paid_update(cryptopay, invoice, paid_at="2030-01-01T10:00:00.000Z")
     [notice] = CryptoPayProvider().verify_webhook(headers={SIGNATURE: signature}, body=body)
-    assert notice.event_key == f"invoice-{invoice.provider_invoice_id}-paid"
+    assert notice.event_key == f"{invoice.account}:invoice-{invoice.provider_invoice_id}-paid"
     assert (notice.kind, notice.invoice_id, notice.order_reference) == (
         NoticeKind.PAID, invoice.provider_invoice_id, invoice.order.reference)
+    assert notice.account == invoice.account == "testnet:token-sha256:" + hashlib.sha256(
+        cryptopay.token.encode()).hexdigest()[:16]
     assert (notice.amount_minor, notice.currency) == (850, "USD")
     assert notice.occurred_at == datetime(2030, 1, 1, 10, tzinfo=dt_timezone.utc)
     assert notice.data["invoice_id"] == int(invoice.provider_invoice_id) and notice.body == body.decode()
@@ -305,16 +325,19 @@ def test_other_update_types_are_recorded_and_ignored(invoice, cryptopay, client)
     assert Order.objects.get(pk=invoice.order_id).status == S.AWAITING_PAYMENT
 
 
-def test_update_naming_another_order_is_rejected(crypto_order, cryptopay, client, enqueued):
+def test_update_naming_another_order_goes_to_review(crypto_order, cryptopay, client, enqueued):
     mine, theirs = invoice_open(order=crypto_order()), invoice_open(order=crypto_order())
     body, _ = paid_update(cryptopay, mine)
     # Validly signed, but the invoice carries the other order's reference.
     forged, signature = resigned(body, cryptopay.token, invoice={"payload": theirs.order.reference})
     response = post(client, forged, signature)
-    assert response.status_code == 200 and response.json()["events"] == ["rejected"]
+    assert response.status_code == 200 and response.json()["events"] == ["review"]
+    event = PaymentEvent.objects.get()
+    assert event.data["mismatch"]["notice_order_reference"] == theirs.order.reference
+    assert event.data["mismatch"]["invoice_order_reference"] == mine.order.reference
     assert not Payment.objects.exists() and enqueued["fulfil"] == []
     assert Order.objects.get(pk=mine.order_id).status == S.AWAITING_PAYMENT
-    assert Order.objects.get(pk=theirs.order_id).status == S.AWAITING_PAYMENT
+    assert Order.objects.get(pk=theirs.order_id).status == S.REVIEW
 
 
 def test_update_for_an_invoice_not_ours_is_ignored(invoice, cryptopay, client):
@@ -340,6 +363,81 @@ def test_wrong_currency_goes_to_review(invoice, cryptopay, client, enqueued):
     assert enqueued["fulfil"] == []
 
 
+# --- invoice ids are per app and network -----------------------------------------------------
+
+
+def test_the_account_names_the_app_not_the_token():
+    assert cryptopay_app_key("12345:AAHsecretpart") == "app12345"
+    hashed = cryptopay_app_key("fake-cryptopay-token")
+    assert hashed.startswith("token-sha256:") and "fake-cryptopay-token" not in hashed
+    assert "AAHsecretpart" not in cryptopay_app_key("x:AAHsecretpart")
+
+
+@pytest.mark.parametrize("first_paid", [False, True])
+def test_a_renumbered_invoice_id_never_hands_over_another_orders_invoice(
+    crypto_order, cryptopay, enqueued, first_paid, caplog
+):
+    """The fake restarts on a kept database and numbers from 1001 again."""
+    first = invoice_open(order=crypto_order())
+    if first_paid:
+        cryptopay.pay(first.provider_invoice_id, deliver=False)
+        payments_poll()
+        assert Order.objects.get(pk=first.order_id).status == S.PAID
+    cryptopay.reset()
+    second_order = crypto_order()
+    with pytest.raises(PaymentProviderError, match="belongs to another order"):
+        invoice_open(order=second_order)
+    assert "is numbering again" in caplog.text
+    assert not second_order.invoices.exists()
+    assert PaymentInvoice.objects.get(pk=first.pk).order_id == first.order_id
+    # The buyer tries again: the provider's next number is free, and theirs.
+    second = invoice_open(order=second_order)
+    assert second.order_id == second_order.pk and second.provider_invoice_id != first.provider_invoice_id
+    assert invoice_open(order=second_order).pk == second.pk
+
+
+def test_one_invoice_id_in_two_apps_is_two_invoices_each_paying_its_own_order(
+    crypto_order, cryptopay, settings, client, enqueued
+):
+    """Testnet and mainnet (another app, another token) both number from 1001."""
+    first = invoice_open(order=crypto_order())
+    body, signature = paid_update(cryptopay, first)
+    assert post(client, body, signature).json()["events"] == ["applied"]
+
+    other_app = FakeCryptoPay(start_fake_cryptopay(
+        FakeCryptoPayConfig(token="4242:AAmainnet-secret", network="mainnet"), port=0))
+    try:
+        settings.CRYPTOPAY_TOKEN = other_app.token
+        settings.CRYPTOPAY_NETWORK = "mainnet"
+        settings.CRYPTOPAY_BASE_URL = other_app.url
+        second = invoice_open(order=crypto_order())
+        assert second.provider_invoice_id == first.provider_invoice_id
+        assert (first.account, second.account) == (
+            f"testnet:{cryptopay_app_key(cryptopay.token)}", "mainnet:app4242")
+        assert second.order_id != first.order_id
+        body, signature = paid_update(other_app, second)
+        assert post(client, body, signature).json()["events"] == ["applied"]
+    finally:
+        other_app.stop()
+    for invoice in (first, second):
+        assert Order.objects.get(pk=invoice.order_id).status == S.PAID
+        assert Payment.objects.get(order_id=invoice.order_id).invoice_id == invoice.pk
+
+
+def test_an_update_from_another_app_does_not_pay_an_invoice_of_ours_with_its_number(
+    crypto_order, cryptopay, settings, client, enqueued
+):
+    mine = invoice_open(order=crypto_order())
+    settings.CRYPTOPAY_TOKEN = "777:AAanother-app"  # the shop now runs another app
+    update = json.dumps({
+        "update_id": 1, "update_type": "invoice_paid", "request_date": timezone.now().isoformat(),
+        "payload": {**mine.raw, "status": "paid", "paid_at": timezone.now().isoformat()},
+    }).encode()
+    response = post(client, update, webhook_signature("777:AAanother-app", update))
+    assert response.json()["events"] == ["ignored"]
+    assert Order.objects.get(pk=mine.order_id).status == S.AWAITING_PAYMENT
+
+
 # --- polling -------------------------------------------------------------------------------
 
 
@@ -350,10 +448,28 @@ def test_poll_finds_a_payment_whose_webhook_was_lost(invoice, cryptopay, enqueue
         assert payments_poll()["accepted"] == 1
     order = Order.objects.get(pk=invoice.order_id)
     assert order.status == S.PAID and enqueued["fulfil"] == [order.pk]
-    assert PaymentEvent.objects.get().event_key == f"invoice-{invoice.provider_invoice_id}-paid"
+    assert PaymentEvent.objects.get().event_key == f"{invoice.account}:invoice-{invoice.provider_invoice_id}-paid"
     # The invoice is settled: later polls no longer ask about it.
     assert payments_poll()["accepted"] == 0
     assert cryptopay.calls()["getInvoices"] == 1
+
+
+def test_poll_still_finds_a_payment_to_an_invoice_we_closed(invoice, cryptopay, enqueued):
+    """The buyer switched method, then paid the Crypto Pay invoice anyway; its webhook was lost."""
+    PaymentInvoice.objects.filter(pk=invoice.pk).update(status=PaymentInvoice.Status.CANCELLED)
+    cryptopay.pay(invoice.provider_invoice_id, deliver=False)
+    assert payments_poll()["accepted"] == 1
+    assert Order.objects.get(pk=invoice.order_id).status == S.PAID
+    assert Payment.objects.get().invoice_id == invoice.pk
+
+
+def test_the_end_of_an_invoice_we_closed_leaves_the_order_waiting(invoice, cryptopay):
+    PaymentInvoice.objects.filter(pk=invoice.pk).update(status=PaymentInvoice.Status.CANCELLED)
+    cryptopay.expire(invoice.provider_invoice_id)
+    payments_poll()
+    assert PaymentEvent.objects.get().outcome == PaymentEvent.Outcome.IGNORED
+    assert PaymentInvoice.objects.get(pk=invoice.pk).status == PaymentInvoice.Status.CANCELLED
+    assert Order.objects.get(pk=invoice.order_id).status == S.AWAITING_PAYMENT
 
 
 def test_poll_leaves_unpaid_invoices_alone(invoice, cryptopay):
@@ -397,7 +513,7 @@ def test_expired_invoice_cancels_the_unpaid_order(invoice, cryptopay):
     assert PaymentInvoice.objects.get(pk=invoice.pk).status == PaymentInvoice.Status.EXPIRED
     order = Order.objects.get(pk=invoice.order_id)
     assert order.status == S.CANCELLED
-    assert PaymentEvent.objects.get().event_key == f"invoice-{invoice.provider_invoice_id}-expired"
+    assert PaymentEvent.objects.get().event_key == f"{invoice.account}:invoice-{invoice.provider_invoice_id}-expired"
 
 
 def test_payment_after_the_order_expired_still_covering_the_price_is_fulfilled(

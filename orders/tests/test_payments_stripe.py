@@ -118,6 +118,7 @@ def test_create_invoice_opens_a_checkout_session_through_the_stripe_library(
 ) -> None:
     order = order_of(invoice)
     assert invoice.provider == "stripe" and invoice.provider_invoice_id.startswith("cs_test_")
+    assert invoice.account == "test"  # session ids are unique across Stripe accounts; modes never mix
     assert (invoice.amount_minor, invoice.currency, invoice.exponent) == (850, "USD", 2)
     assert invoice.pay_url == f"{stripe_shop.url}/checkout/{invoice.provider_invoice_id}"
     (session,) = stripe_shop.sessions()
@@ -398,15 +399,22 @@ def test_livemode_mismatch_is_refused(
     assert order_of(invoice).status == S.AWAITING_PAYMENT
 
 
-def test_event_naming_another_order_is_rejected(
-    client, catalog, invoice: PaymentInvoice, stripe_shop: FakeStripe, enqueued
+@pytest.mark.parametrize("changes", [
+    {"client_reference_id": "{other}"},
+    {"client_reference_id": None, "metadata": {"order_reference": "{other}"}},
+])
+def test_event_naming_another_order_goes_to_review(
+    client, catalog, invoice: PaymentInvoice, stripe_shop: FakeStripe, enqueued, changes
 ) -> None:
     other = place(catalog)
-    body = forged_event(stripe_shop, invoice.provider_invoice_id, client_reference_id=other.reference)
+    changes = json.loads(json.dumps(changes).replace("{other}", other.reference))
+    body = forged_event(stripe_shop, invoice.provider_invoice_id, **changes)
     response = post_webhook(client, body, stripe_shop.sign(body))
-    assert response.json()["events"] == ["rejected"]
+    assert response.json()["events"] == ["review"]
+    event = PaymentEvent.objects.get()
+    assert other.reference in event.detail and order_of(invoice).reference in event.detail
     assert order_of(invoice).status == S.AWAITING_PAYMENT
-    assert Order.objects.get(pk=other.pk).status == S.AWAITING_PAYMENT
+    assert Order.objects.get(pk=other.pk).status == S.REVIEW
     assert not Payment.objects.exists()
 
 

@@ -1,12 +1,15 @@
 """TON payments against the fake toncenter over real HTTP: quotes, the chain poller, the inbox."""
 
 import base64
+import hashlib
+import importlib
 import re
 import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.apps import apps
 from django.core.cache import cache
 from django.db import connection
 from django.urls import reverse
@@ -14,7 +17,7 @@ from django.utils import timezone
 
 from fakes.ton_fixtures import *  # noqa: F403 - the fake toncenter and the shop wired to it
 from fakes.ton_fixtures import FakeToncenter
-from fakes.toncenter import default_buyer, default_wallet
+from fakes.toncenter import default_buyer, default_wallet, friendly_address
 from orders import services
 from orders.exceptions import PaymentProviderError, WebhookRejected
 from orders.models import Order, OrderEvent, Payment, PaymentEvent, PaymentInvoice, ProviderCursor
@@ -24,8 +27,10 @@ from orders.payments.services import invoice_open, payments_poll
 from orders.payments.ton import (
     DEFAULTS,
     TonPaymentProvider,
+    TonCursor,
     cursor_get,
     cursor_set,
+    ton_account,
     ton_address_parse,
     ton_comment_normalize,
     ton_nanotons_for,
@@ -71,6 +76,11 @@ def invoice(chain, ton_order) -> PaymentInvoice:
 
 def order_of(invoice: PaymentInvoice) -> Order:
     return Order.objects.get(pk=invoice.order_id)
+
+
+def cursor_lt() -> int:
+    """Where the poller stands on the configured network and wallet."""
+    return cursor_get(ton_account()).lt
 
 
 # --- Quotes ---------------------------------------------------------------------------------
@@ -209,6 +219,22 @@ def test_the_notice_carries_the_transaction(chain, invoice):
     assert int(notice.occurred_at.timestamp()) == tx["now"]
     assert notice.data["source_friendly"] == default_buyer("testnet")
     assert notice.data["lt"] == tx["lt"]
+    # The comment names the order; the account names network and wallet.
+    assert notice.order_reference == invoice.order.reference
+    assert notice.account == invoice.account == f"testnet:{ton_address_parse(chain.wallet).raw}"
+
+
+def test_a_comment_whose_order_reference_is_not_its_invoices_order_goes_to_review(
+        chain, invoice, enqueued):
+    Order.objects.filter(pk=invoice.order_id).update(reference="ORD-RENAMED")  # set-up only
+    chain.transfer(invoice.comment, DUE)
+    payments_poll()
+    event = PaymentEvent.objects.get()
+    assert event.outcome == PaymentEvent.Outcome.REVIEW
+    assert event.data["mismatch"] == {
+        "notice_order_reference": invoice.order.reference, "invoice_order_reference": "ORD-RENAMED",
+        "invoice": invoice.comment, "account": invoice.account, "payment_event_id": event.pk}
+    assert order_of(invoice).status == S.AWAITING_PAYMENT and not Payment.objects.exists()
 
 
 def test_the_same_transaction_polled_five_times_pays_once(chain, invoice, enqueued,
@@ -260,7 +286,7 @@ def test_transactions_that_leave_no_money_with_us_are_ignored(chain, invoice, en
     assert not PaymentEvent.objects.exists() and not Payment.objects.exists()
     assert order_of(invoice).status == S.AWAITING_PAYMENT
     # The cursor moved past them: they are not read again.
-    assert cursor_get()[0] == int(chain.transactions()[-1]["lt"])
+    assert cursor_lt() == int(chain.transactions()[-1]["lt"])
 
 
 def test_payment_to_another_wallet_is_not_ours(chain, invoice, enqueued):
@@ -368,14 +394,15 @@ def test_seen_transactions_are_not_read_again(chain, invoice, enqueued):
     """A transaction is read until the inbox holds it, then the cursor passes it for good."""
     first = chain.transfer("not ours", 1)
     payments_poll()  # read and stored
-    assert cursor_get()[0] == 0
+    assert cursor_lt() == 0
     payments_poll()  # read once more, found in the inbox: the cursor passes it
-    assert cursor_get()[0] == int(first["lt"])
+    assert cursor_lt() == int(first["lt"])
     second = chain.transfer(invoice.comment, DUE)
     for _ in range(3):
         payments_poll()
     starts = [r["query"].get("start_lt") for r in chain.requests(TRANSACTIONS)]
-    assert starts == [None, None, *[str(int(tx["lt"]) + 1) for tx in (first, first, second)]]
+    # Each read starts with the transaction the cursor stands on, to check the chain has it.
+    assert starts == [None, None, *[tx["lt"] for tx in (first, first, second)]]
     assert all(r["query"]["sort"] == "asc" for r in chain.requests(TRANSACTIONS))
     assert all(r["query"]["account"] == ton_address_parse(chain.wallet).raw
                for r in chain.requests(TRANSACTIONS))
@@ -403,11 +430,11 @@ def test_cursor_waits_for_the_inbox(chain, invoice):
     provider = TonPaymentProvider()
     assert len(provider.poll([invoice])) == 1
     assert len(provider.poll([invoice])) == 1  # not stored: read again
-    assert cursor_get()[0] == 0
+    assert cursor_lt() == 0
     payments_poll()
     assert order_of(invoice).status == S.PAID
     assert provider.poll([invoice]) == []
-    assert cursor_get()[0] == int(tx["lt"])
+    assert cursor_lt() == int(tx["lt"])
 
 
 def test_all_pages_are_read(chain, ton_order, settings, enqueued):
@@ -428,7 +455,7 @@ def test_a_failed_first_page_is_an_error(chain, invoice):
         TonPaymentProvider().poll([invoice])
     chain.fault(500)
     assert payments_poll()["accepted"] == 0  # logged; the other providers still run
-    assert cursor_get()[0] == 0 and not PaymentEvent.objects.exists()
+    assert cursor_lt() == 0 and not PaymentEvent.objects.exists()
     assert payments_poll()["accepted"] == 1  # toncenter is back
 
 
@@ -439,22 +466,124 @@ def test_a_failed_later_page_keeps_what_was_read_and_resumes(chain, ton_order, s
     TonPaymentProvider().poll([])  # the network check is cached from here on
     chain.fault(429, skip=1)  # the first page answers, the second is rate limited
     assert payments_poll()["accepted"] == 2
-    assert cursor_get()[0] == 0  # the next poll re-reads both (now in the inbox) and the third
+    assert cursor_lt() == 0  # the next poll re-reads both (now in the inbox) and the third
     assert payments_poll()["accepted"] == 1
     assert Order.objects.filter(status=S.PAID).count() == 3
-    assert cursor_get()[0] == int(transfers[1]["lt"])
+    assert cursor_lt() == int(transfers[1]["lt"])
     assert payments_poll()["accepted"] == 0
-    assert cursor_get()[0] == int(transfers[2]["lt"])
+    assert cursor_lt() == int(transfers[2]["lt"])
+
+
+def test_a_cursor_ahead_of_a_restarted_chain_is_rewound_and_payments_are_found_again(
+        chain, invoice, enqueued, caplog):
+    # The shop reads past two transactions of its own (outgoing), then the fake restarts.
+    chain.transfer(None, 1, outgoing=True)
+    last = chain.transfer(None, 1, outgoing=True)
+    payments_poll()
+    assert cursor_lt() == int(last["lt"])
+    chain.reset()
+    chain.set_rate(RATE)
+    paid = chain.transfer(invoice.comment, DUE)
+    assert int(paid["lt"]) < cursor_lt()  # the new chain is behind where the shop stopped
+    assert payments_poll()["accepted"] == 1
+    assert order_of(invoice).status == S.PAID
+    assert "which toncenter's chain does not have" in caplog.text
+    payments_poll()
+    assert cursor_get(ton_account()) == TonCursor(
+        lt=int(paid["lt"]), tx_hash=base64.b64decode(paid["hash"]).hex(),
+        stored=f"{paid['lt']}:{base64.b64decode(paid['hash']).hex()}")
+    # Rewound to the history start, then forward again: never another read than asc.
+    assert all(r["query"]["sort"] == "asc" for r in chain.requests(TRANSACTIONS))
+
+
+def test_a_cursor_on_a_transaction_the_chain_does_not_have_is_rewound(chain, invoice, enqueued):
+    """A chain that already passed the cursor's lt, with another transaction at that lt.
+
+    As after a restart of a real chain's indexer onto another chain: the lt alone would look
+    fine, and the payment before it would never be read.
+    """
+    paid = chain.transfer(invoice.comment, DUE)
+    later = chain.transfer(None, 1, outgoing=True)
+    another_chains_tx = "0" * 64
+    ProviderCursor.objects.create(provider="ton", account=ton_account(),
+                                  value=f"{later['lt']}:{another_chains_tx}")
+    assert int(paid["lt"]) < int(later["lt"])
+    assert payments_poll()["accepted"] == 1
+    assert order_of(invoice).status == S.PAID
+
+
+def test_cursor_and_invoices_are_kept_per_network_and_wallet(chain, ton_order, settings, enqueued):
+    first_wallet = chain.wallet
+    second_wallet = friendly_address(0, hashlib.sha256(b"the shop's second wallet").digest(),
+                                     testnet=True, bounceable=False)
+    settings.TON_WALLET_ADDRESS = second_wallet
+    order = ton_order()
+    on_second = invoice_open(order=order)
+    assert on_second.account == f"testnet:{ton_address_parse(second_wallet).raw}"
+    assert on_second.pay_url.startswith(f"ton://transfer/{second_wallet}?")
+    paid = chain.transfer(on_second.comment, DUE, destination=second_wallet)
+
+    # Back on the first wallet, the poller reads past later transactions of its own.
+    settings.TON_WALLET_ADDRESS = first_wallet
+    chain.transfer(None, 1, outgoing=True)
+    mine = chain.transfer(None, 1, outgoing=True)
+    payments_poll()
+    assert order_of(on_second).status == S.AWAITING_PAYMENT  # not this wallet's transaction
+    assert cursor_lt() == int(mine["lt"]) > int(paid["lt"])
+    # The order's quote on the second wallet is not reused while the first one is read.
+    on_first = invoice_open(order=Order.objects.get(pk=order.pk))
+    assert on_first.pk != on_second.pk and on_first.account == ton_account()
+
+    # On the second wallet again, its own cursor starts before its invoices: the payment is found.
+    settings.TON_WALLET_ADDRESS = second_wallet
+    assert payments_poll()["accepted"] == 1
+    assert order_of(on_second).status == S.PAID
+    assert Payment.objects.get().invoice_id == on_second.pk
+    assert set(ProviderCursor.objects.filter(provider="ton").values_list("account", flat=True)) == {
+        f"testnet:{ton_address_parse(first_wallet).raw}",
+        f"testnet:{ton_address_parse(second_wallet).raw}"}
+
+
+def test_migration_gives_old_invoices_and_the_old_cursor_their_account(chain, ton_order, make_order):
+    migration = importlib.import_module("orders.migrations.0005_invoice_accounts")
+    ton = invoice_open(order=ton_order())
+    stripe_invoice = PaymentInvoice.objects.create(
+        order=make_order(), provider="stripe", provider_invoice_id="cs_test_abc", amount_minor=850,
+        currency="USD", exponent=2, expires_at=ton.expires_at, raw={"livemode": False})
+    crypto = PaymentInvoice.objects.create(
+        order=make_order(), provider="cryptopay", provider_invoice_id="1001", amount_minor=850,
+        currency="USD", exponent=2, expires_at=ton.expires_at)
+    sandbox = invoice_open(order=make_order())
+    PaymentInvoice.objects.update(account="")  # as 0004 left them
+    # An lt of a chain of the past (0004's cursors kept no transaction hash).
+    ProviderCursor.objects.create(provider="ton", account="", value="46999999999999")
+
+    migration.accounts_fill(apps, None)
+
+    def account(invoice: PaymentInvoice) -> str:
+        return PaymentInvoice.objects.get(pk=invoice.pk).account
+
+    assert account(ton) == ton_account()
+    assert (account(stripe_invoice), account(sandbox), account(crypto)) == ("test", "sandbox", "")
+    assert ProviderCursor.objects.get(provider="ton").account == ton_account()
+    # The moved cursor is not on this (fresh) chain: the poller rewinds rather than trusting it.
+    chain.transfer(ton.comment, DUE)
+    payments_poll()
+    assert order_of(ton).status == S.PAID
 
 
 def test_cursor_compare_and_set(db):
-    lt, stored = cursor_get()
-    assert (lt, stored) == (0, "")
-    assert cursor_set(expected=stored, lt=100)
-    assert not cursor_set(expected=stored, lt=200)  # another poller moved it first
-    assert cursor_get() == (100, "100")
-    assert not cursor_set(expected="100", lt=50)  # never backwards
-    assert ProviderCursor.objects.get(provider="ton").value == "100"
+    account = "testnet:0:" + "AB" * 32
+    cursor = cursor_get(account)
+    assert (cursor.lt, cursor.tx_hash, cursor.stored) == (0, "", "")
+    assert cursor_set(account, expected=cursor.stored, lt=100, tx_hash="beef")
+    assert not cursor_set(account, expected=cursor.stored, lt=200)  # another poller moved it first
+    assert cursor_get(account) == TonCursor(lt=100, tx_hash="beef", stored="100:beef")
+    assert not cursor_set(account, expected="100:beef", lt=50)  # never backwards
+    assert ProviderCursor.objects.get(provider="ton", account=account).value == "100:beef"
+    # A cursor stored before it carried the transaction's hash still reads.
+    ProviderCursor.objects.filter(account=account).update(value="100")
+    assert cursor_get(account) == TonCursor(lt=100, tx_hash="", stored="100")
 
 
 # --- Network, keys, outages -----------------------------------------------------------------
