@@ -35,6 +35,16 @@ from orders.exceptions import (
     SupplierRequestError,
     SupplierUnavailable,
 )
+from orders.leases import (
+    LeaseKeeper,
+    lease_free,
+    lease_owner_new,
+    lease_seconds,
+    order_lease_acquire,
+    order_lease_dispatch,
+    order_lease_release,
+    order_lease_renew,
+)
 from orders.models import (
     Channel,
     Order,
@@ -65,6 +75,12 @@ def _now():
 
 def _stall() -> timedelta:
     return timedelta(seconds=settings.FULFILMENT_STALL_SECONDS)
+
+
+def _claim_window() -> timedelta:
+    # A SUBMITTING order is due again once its worker's lease has lapsed; the lease, renewed
+    # while the worker lives, is what keeps the sweep away until then.
+    return timedelta(seconds=lease_seconds())
 
 
 def _unknown_grace() -> timedelta:
@@ -318,18 +334,66 @@ class _Step:
     client: Any = field(default=None)
 
 
+class _WatchedClient:
+    """The supplier client, telling the lease keeper before each call how long it may take."""
+
+    def __init__(self, client: Any, keeper: LeaseKeeper) -> None:
+        self._client = client
+        self._keeper = keeper
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            # A requests timeout bounds each socket wait, so allow connect and read.
+            self._keeper.expect(2 * float(settings.SUPPLIER_TIMEOUT))
+            return attribute(*args, **kwargs)
+
+        return call
+
+
 def order_fulfil(*, order_id: int, actor: str = "worker", budget_seconds: float | None = None) -> Order:
     """Drive a paid order towards delivery for up to budget_seconds; safe to run any number of times.
 
-    Each pass does what the order's status asks (submit, resolve an unknown outcome by lookup,
-    poll); between passes it sleeps until the order's next_action_at. It returns when the order
-    needs nobody (final, on hold, review) or its next action lies beyond the budget, which the
-    sweeper then picks up.
+    The worker first takes the order's lease (orders.leases) and keeps it renewed while it
+    works; if another live worker holds it, this run does nothing. Each pass does what the
+    order's status asks (submit, resolve an unknown outcome by lookup, poll); between passes it
+    sleeps until the order's next_action_at. It returns when the order needs nobody (final, on
+    hold, review) or its next action lies beyond the budget, which the recovery sweep then
+    picks up.
     """
     budget = settings.FULFILMENT_POLL_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    owner = lease_owner_new()
+    if not order_lease_acquire(order_id=order_id, owner=owner):
+        return Order.objects.get(pk=order_id)  # a live worker is on it
+    keeper = LeaseKeeper(order_id=order_id, owner=owner)
+    keeper.start()
+    try:
+        order = _fulfil_leased(order_id=order_id, actor=actor, budget=budget, owner=owner,
+                               keeper=keeper)
+    except Exception:
+        keeper.stop()
+        order_lease_release(order_id=order_id, owner=owner)
+        raise
+    # A BaseException (the process is exiting) keeps the lease: it lapses within seconds.
+    keeper.stop()
+    order_lease_release(order_id=order_id, owner=owner)
+    if order is None:  # lost the lease: another worker has it now
+        return Order.objects.get(pk=order_id)
+    order.lease_owner, order.lease_until = "", None
+    return order
+
+
+def _fulfil_leased(*, order_id: int, actor: str, budget: float, owner: str,
+                   keeper: LeaseKeeper) -> Order | None:
+    """The passes of order_fulfil under a held lease; the order as they left it, or None."""
     deadline = time.monotonic() + budget
-    step = _Step(order=Order.objects.get(pk=order_id), actor=actor, client=get_supplier_client())
+    step = _Step(order=Order.objects.get(pk=order_id), actor=actor,
+                 client=_WatchedClient(get_supplier_client(), keeper))
     while True:
+        keeper.expect(lease_seconds())
         _fulfil_pass(step)
         order = step.order
         if order.status not in IN_FLIGHT_STATUSES or order.next_action_at is None:
@@ -338,9 +402,14 @@ def order_fulfil(*, order_id: int, actor: str = "worker", budget_seconds: float 
         if time.monotonic() + max(wait, 0) >= deadline:
             return order
         if order.status == S.SUBMITTING and wait > 0:
-            return order  # another worker is mid-call; the sweeper watches its deadline
+            return order  # another worker is mid-call; its lease says when it stopped
         if wait > 0:
+            keeper.expect(wait)
             time.sleep(wait)
+        # Checked before acting again: a worker that stalled past its lease must stop here.
+        if keeper.lost or not order_lease_renew(order_id=order_id, owner=owner):
+            logger.warning("%s: lease lost mid-work; leaving the order to its new holder", order)
+            return None
         step.order = Order.objects.get(pk=order_id)
 
 
@@ -415,7 +484,7 @@ def _submit(step: _Step) -> None:
     with transaction.atomic():
         order = order_transition(
             order=order, to_status=S.SUBMITTING, actor=step.actor, expected_status=S.PAID,
-            reason="Placing the top-up", next_action_at=_now() + _stall(),
+            reason="Placing the top-up", next_action_at=_now() + _claim_window(),
             fulfilment_attempts=order.fulfilment_attempts + 1,
         )
         attempt = SupplierAttempt.objects.create(
@@ -659,18 +728,35 @@ class SweepResult:
     refunds: list[int] = field(default_factory=list)
 
 
+def orders_recover(*, now=None) -> list[int]:
+    """Enqueue every in-flight order that is due and that no live worker holds; returns their ids.
+
+    Cheap enough to run every second (one indexed query): the cluster's recovery loop runs it
+    at start and then continuously, so an order whose worker died is worked on again within a
+    lease, however often the cluster restarts. Each enqueued order is marked dispatched for a
+    few seconds, so a queue that is slow to deliver does not collect copies of its task.
+    """
+    now = now or _now()
+    due = Order.objects.filter(lease_free(now), status__in=IN_FLIGHT_STATUSES,
+                               next_action_at__lte=now).order_by("next_action_at")
+    enqueued: list[int] = []
+    for order_id in due.values_list("pk", flat=True)[:500]:
+        if order_lease_dispatch(order_id=order_id, now=now):
+            queue.enqueue_fulfilment(order_id)
+            enqueued.append(order_id)
+    return enqueued
+
+
 def orders_sweep(*, now=None) -> SweepResult:
     """Find paid orders nobody is working on and put them back in the queue.
 
     The queue can lose a task (a Redis worker killed mid-task) and run one twice (the ORM
-    broker); the order rows are the truth, so this runs on a schedule.
+    broker); the order rows are the truth, so this runs on a schedule (and its in-flight part,
+    orders_recover, continuously in the cluster's recovery loop).
     """
     now = now or _now()
     result = SweepResult()
-    due = Order.objects.filter(status__in=IN_FLIGHT_STATUSES, next_action_at__lte=now)
-    for order_id in due.values_list("pk", flat=True)[:500]:
-        queue.enqueue_fulfilment(order_id)
-        result.enqueued.append(order_id)
+    result.enqueued = orders_recover(now=now)
     # Orders whose refund task was lost.
     for order_id in Order.objects.filter(
         status=S.REFUND_PENDING, status_changed_at__lte=now - _stall()

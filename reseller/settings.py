@@ -24,9 +24,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    # Before django_q: orders' `qcluster` command (django-q2's cluster plus the recovery
+    # loop, orders/management/commands/qcluster.py) takes the name over.
+    "orders",
     "django_q",
     "shop",
-    "orders",
     "bots",
 ]
 
@@ -78,6 +80,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": env("SQLITE_TEST_PATH", default=str(BASE_DIR / "var" / "test_db.sqlite3"))
     }
+    # A fresh clone has no var/ yet: any manage.py command or a plain `pytest` must work there.
+    for _sqlite_file in (DATABASES["default"]["NAME"], DATABASES["default"]["TEST"]["NAME"]):
+        if str(_sqlite_file) != ":memory:":
+            Path(_sqlite_file).parent.mkdir(parents=True, exist_ok=True)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
 
@@ -154,10 +160,20 @@ SUPPLIER_TIMEOUT = env.float("SUPPLIER_TIMEOUT", default=10.0)
 
 # --- Orders ------------------------------------------------------------------------------
 ORDER_PAYMENT_WINDOW_MINUTES = env.int("ORDER_PAYMENT_WINDOW_MINUTES", default=30)
-# How long an order may sit in paid/submitting/processing/unknown before the sweeper acts.
+# How long a refund may sit in refund_pending before the sweeper enqueues it again.
 FULFILMENT_STALL_SECONDS = env.int("FULFILMENT_STALL_SECONDS", default=120)
-# How long one fulfilment task polls the supplier before handing over to the sweeper.
-FULFILMENT_POLL_BUDGET_SECONDS = env.float("FULFILMENT_POLL_BUDGET_SECONDS", default=60)
+# A worker holds a paid order by a lease it renews every third of this while it makes
+# progress: a killed or stalled worker loses the order within this many seconds.
+FULFILMENT_LEASE_SECONDS = env.float("FULFILMENT_LEASE_SECONDS", default=5.0)
+# The renewing thread; off only in unit tests, whose database transaction it would wait on.
+FULFILMENT_LEASE_HEARTBEAT = env.bool("FULFILMENT_LEASE_HEARTBEAT", default=True)
+# An order the recovery sweep enqueued is not enqueued again for this long while its task waits.
+FULFILMENT_DISPATCH_SECONDS = env.float("FULFILMENT_DISPATCH_SECONDS", default=4.0)
+# How often `manage.py qcluster`'s recovery loop looks for due orders nobody holds.
+RECOVERY_TICK_SECONDS = env.float("RECOVERY_TICK_SECONDS", default=1.0)
+# How long one fulfilment task polls the supplier before handing over to the recovery loop;
+# short, so a stopping cluster waits for little (it lets running tasks finish).
+FULFILMENT_POLL_BUDGET_SECONDS = env.float("FULFILMENT_POLL_BUDGET_SECONDS", default=10)
 FULFILMENT_POLL_FIRST_DELAY = env.float("FULFILMENT_POLL_FIRST_DELAY", default=0.5)
 # An order still not delivered after this long goes to review for an operator.
 FULFILMENT_GIVE_UP_HOURS = env.int("FULFILMENT_GIVE_UP_HOURS", default=24)
@@ -200,7 +216,8 @@ CRYPTOPAY_TIMEOUT = env.float("CRYPTOPAY_TIMEOUT", default=10.0)
 CRYPTOPAY_ACCEPTED_ASSETS = env.list("CRYPTOPAY_ACCEPTED_ASSETS", default=["USDT", "TON", "BTC"])
 # Longer than Crypto Pay's 3-day webhook retries, so no genuine retry is refused.
 CRYPTOPAY_WEBHOOK_MAX_AGE_SECONDS = env.int("CRYPTOPAY_WEBHOOK_MAX_AGE_SECONDS", default=302400)
-# Optional "Return" button after payment; {public_id} and {reference} are filled in.
+# The "Return" button after payment; {public_id} and {reference} are filled in. Empty: the
+# order's status page on SITE_URL.
 CRYPTOPAY_RETURN_URL = env("CRYPTOPAY_RETURN_URL", default="")
 
 # --- Stripe Checkout (cards) -------------------------------------------------------------
@@ -290,7 +307,6 @@ else:
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Stars Reseller <receipts@localhost>")
 # Seconds; without a timeout a stuck SMTP server would hold a worker until the task times out.
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
-
 
 # --- Demo --------------------------------------------------------------------------------
 SHOP_NAME = env("SHOP_NAME", default="Stars Reseller")

@@ -129,7 +129,8 @@ def test_crash_loop_recovers_every_paid_order_within_targets(production_cluster,
     m = Measurements()
     orders = [_paid_order(r) for r in ["@sandbox_ok", "@sandbox_slow", "@sandbox_timeout"]]
     cluster.start()
-    for round_number in range(ROUNDS):
+    started = time.monotonic()
+    for _ in range(ROUNDS):
         orders += [_paid_order(r) for r in MID_CALL]
         # Kill while a worker is mid-call (an order claimed for the supplier), or after 8 s.
         deadline = time.monotonic() + 8
@@ -144,8 +145,7 @@ def test_crash_loop_recovers_every_paid_order_within_targets(production_cluster,
         cluster.start()
         started = time.monotonic()
         _wait_until_worked_on(in_flight, started, cluster, m)
-    # The last start: everything settles.
-    started = time.monotonic()
+    # Everything settles, counted from the last start.
     for order in orders:
         while True:
             order.refresh_from_db()
