@@ -1,7 +1,7 @@
 """Pay with each real method against its local fake in the running demo, in headless Chromium.
 
 Usage (with `make run` serving on :8000 and its payment fakes on :8002-8004):
-    .venv/bin/python bench/demo_payments.py --methods ton cryptopay stripe
+    .venv/bin/python bench/demo_payments.py --methods sandbox ton cryptopay stripe
 
 For each method: buy Standard 500 for @sandbox_ok, press "Simulate payment (demo)" (the fake
 sends its signed webhook, or records the chain transaction the poller reads) and time until
@@ -23,7 +23,7 @@ ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="http://127.0.0.1:8000")
-    parser.add_argument("--methods", nargs="+", default=["ton", "cryptopay", "stripe"])
+    parser.add_argument("--methods", nargs="+", default=["sandbox", "ton", "cryptopay", "stripe"])
     args = parser.parse_args()
     failures = 0
     with sync_playwright() as p:
@@ -38,7 +38,8 @@ def main() -> int:
             page.get_by_role("button", name="Yes, continue").click()
             page.wait_for_url("**/pay/")
             started = time.perf_counter()
-            page.get_by_role("button", name="Simulate payment (demo)").click()
+            control = "Simulate payment (test mode)" if method == "sandbox" else "Simulate payment (demo)"
+            page.get_by_role("button", name=control).click()
             try:
                 page.get_by_text("500 Stars sent to @sandbox_ok").wait_for(timeout=30_000)
                 print(f"{method:<10} delivered {time.perf_counter() - started:.2f}s after 'Simulate payment'")
