@@ -6,7 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 session=reseller-demo-restarts
-alive() { pgrep -f "manage.py (qcluster|runserver)|fakes\.(supplier|toncenter|cryptopay|stripe)|bin/run-demo" >/dev/null; }
+# The demo's processes: those of this checkout (a test's cluster elsewhere does not count).
+alive() {
+  local pid
+  for pid in $(pgrep -f "manage.py (qcluster|runserver)|fakes\.(supplier|toncenter|cryptopay|stripe)|bin/run-demo"); do
+    [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$PWD" ]] && return 0
+  done
+  return 1
+}
 if alive; then echo "the demo is already running: stop it first" >&2; exit 2; fi
 failures=0
 for round in $(seq 1 "$rounds"); do
