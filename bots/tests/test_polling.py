@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from bots.application import ALLOWED_UPDATES, application_build
+from orders.tests.clusters import database_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,21 +60,10 @@ def test_runbot_needs_a_token(settings):
         call_command("runbot")
 
 
-def _database_env() -> dict[str, str]:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return {"SQLITE_PATH": str(db["NAME"]), "DATABASE_URL": ""}
-    user = db.get("USER") or ""
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or "5432"
-    return {"DATABASE_URL": f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"}
-
-
 def test_runbot_polls_answers_and_stops_on_sigterm(bot_settings, catalog, tmp_path):
     fake = bot_settings
     user = fake.user(700000003, "Cleo")
-    env = {**os.environ, **_database_env(), "TELEGRAM_BOT_TOKEN": fake.token,
+    env = {**os.environ, **database_env(), "TELEGRAM_BOT_TOKEN": fake.token,
            "TELEGRAM_API_BASE_URL": fake.base_url, "LOG_LEVEL": "WARNING"}
     log = tmp_path / "runbot.log"
     with open(log, "wb") as output:

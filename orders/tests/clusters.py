@@ -26,6 +26,22 @@ def database_env() -> dict[str, str]:
     return {"DATABASE_URL": f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"}
 
 
+def cluster_env(supplier_url: str, supplier_api_key: str, **overrides: str) -> dict[str, str]:
+    """The environment of a cluster subprocess: this test database, the given sandbox supplier.
+
+    Settings not overridden come from os.environ and, failing that, reseller/settings.py.
+    """
+    return {
+        **os.environ,
+        **database_env(),
+        "SUPPLIER_BASE_URL": supplier_url,
+        "SUPPLIER_API_KEY": supplier_api_key,
+        "Q_WORKERS": "2",
+        "PYTHONUNBUFFERED": "1",
+        **overrides,
+    }
+
+
 class Cluster:
     """A `manage.py qcluster` process group we can start, kill -9, stop and start again."""
 

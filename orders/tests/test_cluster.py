@@ -4,7 +4,6 @@ The cluster runs `manage.py qcluster` against this test database and whatever br
 settings choose (the ORM broker by default, Redis when REDIS_URL is set, as in CI).
 """
 
-import os
 import time
 
 import pytest
@@ -14,7 +13,7 @@ from orders import queue, services
 from orders.models import Order, SupplierAttempt
 from orders.models import OrderStatus as S
 from orders.schedules import schedules_ensure
-from orders.tests.clusters import Cluster, database_env
+from orders.tests.clusters import Cluster, cluster_env
 from shop.demo import demo_catalog_load
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
@@ -31,20 +30,11 @@ def cluster(sandbox_supplier, settings, tmp_path):
     settings.SUPPLIER_API_KEY = sandbox_supplier.api_key
     demo_catalog_load()
     schedules_ensure()
-    env = {
-        **os.environ,
-        **database_env(),
-        "SUPPLIER_BASE_URL": sandbox_supplier.url,
-        "SUPPLIER_API_KEY": sandbox_supplier.api_key,
-        "SUPPLIER_TIMEOUT": "5",
-        "FULFILMENT_STALL_SECONDS": "3",
-        "FULFILMENT_UNKNOWN_GRACE_SECONDS": "1",
-        "FULFILMENT_POLL_FIRST_DELAY": "0.2",
-        "Q_WORKERS": "2",
-        "Q_TIMEOUT": "60",
-        "Q_RETRY": "90",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = cluster_env(
+        sandbox_supplier.url, sandbox_supplier.api_key,
+        SUPPLIER_TIMEOUT="5", FULFILMENT_UNKNOWN_GRACE_SECONDS="1",
+        FULFILMENT_POLL_FIRST_DELAY="0.2", Q_TIMEOUT="60", Q_RETRY="90",
+    )
     c = Cluster(env, tmp_path)
     c.start()
     yield c

@@ -25,7 +25,7 @@ from orders import services
 from orders.leases import DISPATCHED
 from orders.models import Order
 from orders.models import OrderStatus as S
-from orders.tests.clusters import Cluster, database_env
+from orders.tests.clusters import Cluster, cluster_env
 from orders.transitions import IN_FLIGHT_STATUSES
 from shop.demo import demo_catalog_load
 
@@ -53,14 +53,7 @@ def production_cluster(sandbox_supplier, settings, tmp_path):
     settings.SUPPLIER_BASE_URL = sandbox_supplier.url
     settings.SUPPLIER_API_KEY = sandbox_supplier.api_key
     demo_catalog_load()
-    env = {
-        **os.environ,
-        **database_env(),
-        "SUPPLIER_BASE_URL": sandbox_supplier.url,
-        "SUPPLIER_API_KEY": sandbox_supplier.api_key,
-        "Q_WORKERS": "2",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = cluster_env(sandbox_supplier.url, sandbox_supplier.api_key)
     for name in ("SUPPLIER_TIMEOUT", "FULFILMENT_LEASE_SECONDS", "FULFILMENT_UNKNOWN_GRACE_SECONDS",
                  "FULFILMENT_POLL_BUDGET_SECONDS", "FULFILMENT_DISPATCH_SECONDS",
                  "RECOVERY_TICK_SECONDS", "Q_RETRY", "Q_TIMEOUT", "FULFILMENT_LEASE_HEARTBEAT"):

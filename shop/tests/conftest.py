@@ -88,3 +88,16 @@ def buyer(client: Client) -> Buyer:
 def csrf_buyer(catalog) -> Iterator[Buyer]:
     """A buyer whose client enforces CSRF, as a real browser session does."""
     yield Buyer(Client(enforce_csrf_checks=True))
+
+
+def page(response) -> str:
+    """A response's HTML as text."""
+    return response.content.decode()
+
+
+def pay_url(order: Order) -> str:
+    return reverse("shop:order_pay", args=[order.public_id])
+
+
+def status_url(order: Order) -> str:
+    return reverse("shop:order_status", args=[order.public_id])

@@ -7,15 +7,11 @@ from django.utils import translation
 
 from shop.demo import demo_catalog_load
 from shop.models import Package, Product
-from shop.tests.conftest import Buyer
+from shop.tests.conftest import Buyer, page
 
 RU_HEADERS = {"HTTP_ACCEPT_LANGUAGE": "ru-RU,ru;q=0.9"}
 RUSSIAN_DESCRIPTION = "Звёздами Telegram платят за цифровые товары"
 ENGLISH_DESCRIPTION = "Telegram Stars pay for digital goods in bots and mini apps"
-
-
-def page(response) -> str:
-    return response.content.decode()
 
 
 @pytest.fixture

@@ -10,13 +10,10 @@ from orders.recipients import recipient_parse
 from shop import views
 from shop.forms import ConfirmForm, CustomAmountForm, PackageChoiceForm, RecipientForm
 from shop.models import Product
+from shop.tests.conftest import page
 
 RANGE = "Choose between 50 and 10,000 Stars."
 DIGITS = "Enter a whole number of Stars using digits 0–9."
-
-
-def page(response) -> str:
-    return response.content.decode()
 
 
 # --- Custom amount ------------------------------------------------------------------------

@@ -27,17 +27,13 @@ from django.utils import translation
 from django.utils.translation import gettext
 
 from orders.models import Order, OrderStatus
-from shop.tests.conftest import Buyer
+from shop.tests.conftest import Buyer, page
 
 BASE_DIR = Path(settings.BASE_DIR)
 RU_HEADERS = {"HTTP_ACCEPT_LANGUAGE": "ru-RU,ru;q=0.9,en;q=0.8"}
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 NEXT_RE = re.compile(r'<form class="lang-switch" action="([^"]+)" method="post".*?'
                      r'name="next" value="([^"]*)"', re.DOTALL)
-
-
-def page(response) -> str:
-    return response.content.decode()
 
 
 @pytest.fixture(params=["accept-language", "switcher"])

@@ -17,21 +17,9 @@ from orders.models import Order, OrderEvent, OrderStatus, PaymentInvoice
 from orders.services import order_create
 from orders.suppliers.base import RecipientInfo
 from shop import ownership
-from shop.tests.conftest import Buyer
+from shop.tests.conftest import Buyer, page, pay_url, status_url
 
 OWNER_URL_RE = re.compile(r'id="owner-url" readonly value="([^"]+)"')
-
-
-def page(response) -> str:
-    return response.content.decode()
-
-
-def pay_url(order: Order) -> str:
-    return reverse("shop:order_pay", args=[order.public_id])
-
-
-def status_url(order: Order) -> str:
-    return reverse("shop:order_status", args=[order.public_id])
 
 
 @pytest.fixture

@@ -13,19 +13,7 @@ from django.utils.dateformat import format as date_format
 from fakes.ton_fixtures import ton_shop, toncenter, toncenter_options  # noqa: F401
 from orders.models import Order, OrderStatus, PaymentInvoice
 from orders.payments.services import payments_poll
-from shop.tests.conftest import Buyer
-
-
-def page(response) -> str:
-    return response.content.decode()
-
-
-def pay_url(order: Order) -> str:
-    return reverse("shop:order_pay", args=[order.public_id])
-
-
-def status_url(order: Order) -> str:
-    return reverse("shop:order_status", args=[order.public_id])
+from shop.tests.conftest import Buyer, page, pay_url, status_url
 
 
 @pytest.fixture

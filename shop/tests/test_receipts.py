@@ -11,16 +11,12 @@ from django.urls import reverse
 from orders.models import Order, OrderEvent, OrderStatus
 from shop import services
 from shop.tasks import order_receipt
-from shop.tests.conftest import Buyer
+from shop.tests.conftest import Buyer, page
 
 RU_HEADERS = {"HTTP_ACCEPT_LANGUAGE": "ru-RU,ru;q=0.9"}
 NO_MATCH = "No order matches that order number and recipient or e-mail. Check both and try again."
 TOO_MANY = "Too many tries. Please wait ten minutes and try again."
 EMAIL = "Ann.Buyer@Example.com"
-
-
-def page(response) -> str:
-    return response.content.decode()
 
 
 @pytest.fixture(autouse=True)

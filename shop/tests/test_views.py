@@ -14,11 +14,7 @@ from orders.services import buyer_session_hash, order_create
 from orders.suppliers.base import RecipientInfo
 from shop import ownership, views
 from shop.models import Package, Product
-from shop.tests.conftest import Buyer, token_from
-
-
-def page(response) -> str:
-    return response.content.decode()
+from shop.tests.conftest import Buyer, page, token_from
 
 
 def flash(response) -> list[str]:
