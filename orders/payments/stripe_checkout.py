@@ -247,7 +247,9 @@ class StripeCheckoutProvider:
         """Read each open session: paid or expired ones yield the notice the webhook would have.
 
         An open session whose order can no longer be paid (cancelled, or paid through another
-        invoice) is expired at Stripe first, so the buyer cannot pay it by mistake.
+        invoice), or that we closed (the buyer switched to another method), is expired at
+        Stripe first, so the buyer cannot pay it by mistake; Stripe expires only open
+        sessions, so one paid meanwhile is still read as paid.
         """
         notices: list[PaymentNotice] = []
         for invoice in invoices:
@@ -256,7 +258,9 @@ class StripeCheckoutProvider:
             session_id = invoice.provider_invoice_id
             try:
                 session = self._client.v1.checkout.sessions.retrieve(session_id)
-                if session.status == "open" and invoice.order.status not in PAYABLE_ORDER_STATUSES:
+                closed = (invoice.order.status not in PAYABLE_ORDER_STATUSES
+                          or invoice.status == PaymentInvoice.Status.CANCELLED)
+                if session.status == "open" and closed:
                     session = self._client.v1.checkout.sessions.expire(session_id)
             except stripe.InvalidRequestError as exc:
                 # About this one session (unknown to this account, say): the others may be fine.

@@ -32,7 +32,7 @@ from orders.exceptions import PaymentProviderError
 from orders.models import Order, OrderEvent, Payment, PaymentEvent, PaymentInvoice
 from orders.models import OrderStatus as S
 from orders.payments import payment_provider_get
-from orders.payments.services import invoice_open, payments_poll
+from orders.payments.services import invoice_open, payment_method_change, payments_poll
 from orders.payments.stripe_checkout import StripeCheckoutProvider, session_expiry
 from orders.suppliers.base import RecipientInfo
 from orders.transitions import order_transition
@@ -517,6 +517,20 @@ def test_poll_closes_the_session_of_a_cancelled_order(
     assert session["status"] == "expired"
     assert PaymentInvoice.objects.get(pk=invoice.pk).status == PaymentInvoice.Status.EXPIRED
     assert order_of(invoice).status == S.CANCELLED
+
+
+def test_poll_closes_the_session_the_buyer_switched_away_from(
+    invoice: PaymentInvoice, stripe_shop: FakeStripe
+) -> None:
+    order = payment_method_change(order=order_of(invoice), payment_method="sandbox",
+                                  actor="buyer:web")
+    payments_poll()
+    (session,) = stripe_shop.sessions()
+    assert session["status"] == "expired"  # the old card page can no longer take money
+    # Its expiry is ours, not the buyer's: the order still waits for the new method.
+    assert order_of(invoice).status == S.AWAITING_PAYMENT
+    assert order_of(invoice).payment_method == order.payment_method == "sandbox"
+    assert PaymentInvoice.objects.get(pk=invoice.pk).status == PaymentInvoice.Status.CANCELLED
 
 
 def test_poll_skips_a_session_stripe_does_not_know(
