@@ -39,6 +39,7 @@ messages: install
 setup: install compilemessages
 	mkdir -p var
 	$(PY) manage.py migrate --no-input
+	$(PY) manage.py createcachetable
 	$(PY) manage.py demo_setup
 
 ## Set up and run the shop: web on :8000, django-q2 cluster, sandbox supplier on :8001.

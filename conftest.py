@@ -13,3 +13,17 @@ def _lease_heartbeat_off(settings):
     subprocesses with the heartbeat on; orders/tests/test_leases.py turns it on for its own.
     """
     settings.FULFILMENT_LEASE_HEARTBEAT = False
+
+
+@pytest.fixture(autouse=True)
+def _cache_per_test(settings):
+    """Each test its own empty in-memory cache: nothing counted or cached leaks between tests.
+
+    Production shares one cache between processes (Redis or the database, reseller/settings.py);
+    tests of that sharing set CACHES themselves.
+    """
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": "test"}}
+    from django.core.cache import cache
+
+    cache.clear()

@@ -2,18 +2,66 @@
 
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-SECRET_KEY = env("SECRET_KEY", default="dev-insecure-change-me")
-DEBUG = env.bool("DEBUG", default=False)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# One switch: "demo" (the default: `make run`, tests) or "production" (README, Production).
+DJANGO_ENV = env("DJANGO_ENV", default="demo")
+if DJANGO_ENV not in ("demo", "production"):
+    raise ImproperlyConfigured(f"DJANGO_ENV must be 'demo' or 'production', not {DJANGO_ENV!r}.")
+PRODUCTION = DJANGO_ENV == "production"
+
+
+def _required(name: str) -> str:
+    """A variable production cannot run without: refuse to start, saying which and why."""
+    value = env(name, default="")
+    if not value:
+        raise ImproperlyConfigured(
+            f"DJANGO_ENV=production needs {name}; see README, Production. Refusing to start.")
+    return value
+
+
+# The storefront's public address: Stripe and Crypto Pay send buyers back to it, receipts link
+# to it, and in production it is the CSRF-trusted origin.
+SITE_URL = (_required("SITE_URL") if PRODUCTION
+            else env("SITE_URL", default="http://127.0.0.1:8000"))
+
+if PRODUCTION:
+    SECRET_KEY = _required("SECRET_KEY")
+    DEBUG = False
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[]) or [_required("ALLOWED_HOSTS")]
+else:
+    # Demo only: a public key is no secret, so production refuses to run without its own.
+    SECRET_KEY = env("SECRET_KEY", default="dev-insecure-change-me")
+    DEBUG = env.bool("DEBUG", default=False)
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+_site = urlsplit(SITE_URL)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[]) + (
+    [f"{_site.scheme}://{_site.netloc}"] if PRODUCTION else [])
+
+# --- Production security (HTTPS behind a TLS-terminating proxy) ----------------------------
+if PRODUCTION:
+    # The proxy sets X-Forwarded-Proto; only trust it behind one (README, Production).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # The load balancer's health check speaks plain HTTP to the web process.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -34,6 +82,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the web process itself (compressed, hashed names in production).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # After sessions, before CommonMiddleware (Django's i18n docs): picks the buyer's language.
     "django.middleware.locale.LocaleMiddleware",
@@ -66,7 +116,8 @@ WSGI_APPLICATION = "reseller.wsgi.application"
 # SQLite is the embedded default. WAL + IMMEDIATE transactions + a busy timeout keep
 # concurrent writers (web, django-q2 workers) from failing with "database is locked".
 SQLITE_PATH = env("SQLITE_PATH", default=str(BASE_DIR / "var" / "db.sqlite3"))
-DATABASE_URL = env("DATABASE_URL", default="") or f"sqlite:///{SQLITE_PATH}"
+DATABASE_URL = (_required("DATABASE_URL") if PRODUCTION
+                else env("DATABASE_URL", default="") or f"sqlite:///{SQLITE_PATH}")
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -109,8 +160,28 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+if not PRODUCTION:
+    # The demo serves static files straight from the app folders (no collectstatic step).
+    WHITENOISE_USE_FINDERS = True
+    Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Production serves what `collectstatic` wrote: compressed, with content-hashed names.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+                    if PRODUCTION else "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Caches -------------------------------------------------------------------------------
+# One cache every process shares (rate limits count across gunicorn workers, the bot and the
+# cluster): Redis when REDIS_URL is set, else a table in the database (`createcachetable`).
+if REDIS_URL := env("REDIS_URL", default=""):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL, "KEY_PREFIX": "reseller-cache"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "django_cache"}}
 
 LOGGING = {
     "version": 1,
@@ -130,7 +201,6 @@ LOGGING = {
 # --- django-q2 -------------------------------------------------------------------------
 # ORM broker by default; Redis when REDIS_URL is set. Our order tables, not the queue, know
 # what remains to be done (see orders.services.orders_sweep), so a lost task is only a delay.
-REDIS_URL = env("REDIS_URL", default="")
 Q_CLUSTER = {
     "name": env("Q_CLUSTER_NAME_PREFIX", default="reseller"),
     "workers": env.int("Q_WORKERS", default=2),
@@ -230,8 +300,6 @@ STRIPE_API_BASE = env("STRIPE_API_BASE", default="http://127.0.0.1:8004")
 STRIPE_LIVEMODE = env.bool("STRIPE_LIVEMODE", default=STRIPE_SECRET_KEY.startswith("sk_live_"))
 STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=10.0)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
-# The storefront's public address: Stripe sends buyers back to <SITE_URL>/orders/<id>/.
-SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 
 # --- Payments ----------------------------------------------------------------------------
 # Methods per channel and each method's fee (percent of the price) for the margin report.
