@@ -67,7 +67,7 @@ import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -145,12 +145,12 @@ def signature_for(token: str, body: bytes) -> str:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _parse_iso(value: str) -> datetime:
     moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _plain(amount: Decimal) -> str:
@@ -305,7 +305,7 @@ class FakeCryptoPayState:
         allow_anonymous = _boolean(params.get("allow_anonymous", True), "allow_anonymous")
         expires_in = (_integer(params["expires_in"], "expires_in", 1, MAX_EXPIRES_IN)
                       if params.get("expires_in") is not None else None)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self._lock:
             invoice_id = self._next_invoice_id
             self._next_invoice_id += 1
@@ -346,7 +346,7 @@ class FakeCryptoPayState:
         offset = _integer(params.get("offset", 0), "offset", 0, 10**9)
         count = _integer(params.get("count", 100), "count", 1, 1000)
         with self._lock:
-            self._expire_due(datetime.now(timezone.utc))
+            self._expire_due(datetime.now(UTC))
             items = [
                 dict(invoice) for invoice_id, invoice in sorted(self._invoices.items(), reverse=True)
                 if (ids is None or invoice_id in ids)
@@ -366,7 +366,7 @@ class FakeCryptoPayState:
 
     def by_hash(self, invoice_hash: str) -> dict[str, Any] | None:
         with self._lock:
-            self._expire_due(datetime.now(timezone.utc))
+            self._expire_due(datetime.now(UTC))
             for invoice in self._invoices.values():
                 if invoice["hash"] == invoice_hash:
                     return dict(invoice)
@@ -374,7 +374,7 @@ class FakeCryptoPayState:
 
     def pay(self, invoice_id: int, options: dict[str, Any]) -> tuple[dict[str, Any], int, bytes]:
         """Mark an invoice paid as a buyer would; returns (invoice, update_id, signed body)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self._lock:
             self._expire_due(now)
             invoice = self._invoices.get(invoice_id)
@@ -433,7 +433,7 @@ class FakeCryptoPayState:
             return self._updates[invoice_id]
 
     def expire(self, invoice_id: int) -> dict[str, Any]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self._lock:
             invoice = self._invoices.get(invoice_id)
             if invoice is None:
@@ -448,7 +448,7 @@ class FakeCryptoPayState:
 
     def list_invoices(self) -> list[dict[str, Any]]:
         with self._lock:
-            self._expire_due(datetime.now(timezone.utc))
+            self._expire_due(datetime.now(UTC))
             return [dict(invoice) for _, invoice in sorted(self._invoices.items())]
 
     def record_delivery(self, delivery: dict[str, Any]) -> None:
@@ -492,7 +492,8 @@ CHECKOUT_PAGE = """<!doctype html>
 <style>body{{font-family:sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}
 button{{margin:.25rem;padding:.5rem 1rem}}</style></head>
 <body><h1>Fake Crypto Pay</h1><p><em>Test checkout: no real money moves.</em></p>
-<p>Invoice {invoice_id}: <strong>{amount}</strong></p><p>{description}</p><p>Status: <strong>{status}</strong></p>
+<p>Invoice {invoice_id}: <strong>{amount}</strong></p><p>{description}</p>
+<p>Status: <strong>{status}</strong></p>
 {actions}</body></html>
 """
 

@@ -520,7 +520,9 @@ class FakeStripeState:
             self._save()
             return dict(session)
 
-    def session_get(self, session_id: str, expand: list[str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    def session_get(
+        self, session_id: str, expand: list[str] | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
         """A session as Stripe shows it now; also the ids of events that became due."""
         expired: list[str] = []
         with self.lock:

@@ -67,7 +67,8 @@ user_id    username            behaviour
 =========  ==================  ==========================================================
 
 Any other numeric ID N is valid as ``@userN`` (and ``@userN`` resolves back to N); any other
-well-formed ``@name`` is valid with a stable numeric ID derived from the lower-cased name. Their top-ups complete at once.
+well-formed ``@name`` is valid with a stable numeric ID derived from the lower-cased name.
+Their top-ups complete at once.
 ``/_sandbox/rename`` overrides all of this for the name and ID it is given.
 """
 
@@ -88,7 +89,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -226,7 +227,7 @@ class Reply:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _money(amount: Decimal) -> str:

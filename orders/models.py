@@ -31,7 +31,9 @@ class Channel(models.TextChoices):
 class Order(models.Model):
     """One purchase of a quantity of a product for one recipient."""
 
-    reference = models.CharField(max_length=20, unique=True, null=True, editable=False)
+    # NULL until the row has its pk (the reference is made from it); NULLs never collide.
+    reference = models.CharField(  # noqa: DJ001
+        max_length=20, unique=True, null=True, editable=False)
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     channel = models.CharField(max_length=10, choices=Channel.choices)
     status = models.CharField(

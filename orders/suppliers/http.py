@@ -273,9 +273,9 @@ class HttpSupplierClient:
             retry_after_header=response.headers.get("Retry-After"),
             elapsed_ms=_ms_since(started),
         )
-        error = _error_from(exchange, moves_money=moves_money)
-        if error is not None:
-            raise error
+        failure = _error_from(exchange, moves_money=moves_money)
+        if failure is not None:
+            raise failure
         return exchange
 
     @staticmethod
@@ -334,8 +334,8 @@ def _error_from(exchange: _Exchange, *, moves_money: bool) -> SupplierError | No
     message = ""
     retry_after: Any = None
     if isinstance(envelope, dict):
-        code = envelope.get("code") if isinstance(envelope.get("code"), str) else ""
-        message = envelope.get("message") if isinstance(envelope.get("message"), str) else ""
+        code = envelope["code"] if isinstance(envelope.get("code"), str) else ""
+        message = envelope["message"] if isinstance(envelope.get("message"), str) else ""
         retry_after = envelope.get("retry_after")
     status = exchange.status
     if 200 <= status < 300 and not code:
