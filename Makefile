@@ -4,18 +4,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test setup install install-dev migrate demo clean compilemessages messages
+.PHONY: run test setup install install-dev migrate demo clean compilemessages messages \
+	check audit requirements
 
+# Every package, pip included, comes from requirements*.txt, pinned with its hashes (compiled
+# from the .in files by `make requirements`): pip refuses any download whose hash differs.
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed: requirements.txt | $(VENV)/bin/activate
-	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --require-hashes -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/activate
-	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --require-hashes -r requirements-dev.txt
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -42,7 +44,8 @@ setup: install compilemessages
 	$(PY) manage.py createcachetable
 	$(PY) manage.py demo_setup
 
-## Set up and run the shop: web on :8000, django-q2 cluster, sandbox supplier on :8001.
+## Set up and run the demo shop: web on :8000 (gunicorn with gunicorn.conf.py, as in production),
+## django-q2 cluster, sandbox supplier on :8001. Refuses under DJANGO_ENV=production.
 run: setup
 	bin/run-demo
 
@@ -51,6 +54,23 @@ run: setup
 test: install-dev
 	mkdir -p var
 	$(PY) -m pytest
+
+## The checks CI runs on every commit: ruff, bandit, mypy (settings in pyproject.toml), no
+## missing migration, and Django's deploy checks in production mode. Runs them all, then fails
+## if any failed.
+check: install-dev
+	VENV=$(VENV) .ci/checks
+
+## Known vulnerabilities in the pinned set (pip-audit); says plainly when its data is out of reach.
+audit: install-dev
+	VENV=$(VENV) .ci/audit
+
+## After editing requirements.in or requirements-dev.in: compile both, with hashes.
+requirements: install-dev
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
 
 clean:
 	rm -rf $(VENV) var
