@@ -1,13 +1,16 @@
 """django-q2 tasks: thin wrappers that reload rows by id and call one service."""
 
 from orders import services
+from reseller.logging import order_task
 
 
+@order_task
 def fulfil_order(order_id: int) -> str:
     """Drive one paid order towards delivery."""
     return services.order_fulfil(order_id=order_id).status
 
 
+@order_task
 def refund_order(order_id: int) -> str:
     """Refund one order in refund_pending."""
     return services.order_refund(order_id=order_id).status

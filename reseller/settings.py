@@ -183,11 +183,23 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
                           "LOCATION": "django_cache"}}
 
+# Every process logs to stderr: plain lines in the demo, one JSON object per line in production.
+# On every line: known secrets redacted, and `order` (its reference) while an order is handled
+# (reseller/logging.py; web, bot and tasks set it).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "order": {"()": "reseller.logging.OrderContextFilter"},
+        "redact_secrets": {"()": "reseller.logging.RedactSecretsFilter"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "reseller.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "formatter": "json" if PRODUCTION else "plain",
+                             "filters": ["order", "redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # The stripe library logs every API call at INFO.
     "loggers": {
@@ -197,6 +209,22 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
     },
 }
+
+# --- Error reporting ---------------------------------------------------------------------
+# Sentry when SENTRY_DSN is set: no personal data, and events pass the same redaction as logs.
+SENTRY_DSN = env("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+
+    from reseller.logging import sentry_before_send
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        environment=DJANGO_ENV,
+        send_default_pii=False,
+        before_send=sentry_before_send,
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
 
 # --- django-q2 -------------------------------------------------------------------------
 # ORM broker by default; Redis when REDIS_URL is set. Our order tables, not the queue, know

@@ -13,4 +13,9 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'reseller.settings')
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+# /healthz before Django, so a load balancer may probe it by IP (not in ALLOWED_HOSTS).
+from reseller.health import HealthzFirst  # noqa: E402  (needs Django set up, above)
+
+application = HealthzFirst(django_application)

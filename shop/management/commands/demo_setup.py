@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from shop.demo import demo_catalog_load
 
@@ -17,6 +17,11 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="admin")
 
     def handle(self, *args, username: str, **options):
+        if settings.DJANGO_ENV != "demo":
+            # A superuser with a printed password and a sample catalog have no place there.
+            raise CommandError(
+                f"demo_setup is for the demo only, and DJANGO_ENV={settings.DJANGO_ENV}. In "
+                "production create the admin with `manage.py createsuperuser` (README, Production).")
         product = demo_catalog_load()
         self.stdout.write(f"Catalog: {product.name}, {product.packages.count()} packages.")
         login_file = Path(settings.BASE_DIR) / "var" / "admin-login.txt"
