@@ -63,8 +63,55 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# --- Content-Security-Policy ---------------------------------------------------------------
+# django-csp on every page, the storefront's and the admin's: scripts and styles only from our
+# own static files, never inline, so injected markup cannot run. data: images are the pay
+# page's QR code. Every form posts to ourselves; payment pages are reached by plain links.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+# Where browsers report what the policy blocked (e.g. Sentry's security endpoint). Not named
+# CSP_*: django-csp 4 takes module-level CSP_ names for its old settings and refuses to start.
+if _csp_report_uri := env("CSP_REPORT_URI", default=""):
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["report-uri"] = [_csp_report_uri]
+
+# --- Admin protection ----------------------------------------------------------------------
+# django-axes counts failed logins per (username, client IP) and refuses that pair, even with
+# the right password, for AXES_COOLOFF_TIME after AXES_FAILURE_LIMIT failures. Ten leaves room
+# for a few typos and still allows an attacker only ~480 guesses a day from one address, and
+# the pair (not the user alone) keeps a stranger from locking the operator out. The 429 page
+# says when to try again; `manage.py axes_reset_username <name>` lifts a lockout early.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: a locked-out pair never reaches the password
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=30) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no version banner from every manage.py command and worker
+AXES_LOCKOUT_CALLABLE = "reseller.admin_site.lockout_response"  # 429, says how long to wait
+# Behind the TLS proxy REMOTE_ADDR is the proxy: with TRUSTED_PROXY_COUNT set (see Caches) the
+# client is the entry our proxy appended to X-Forwarded-For; without, the header is ignored.
+AXES_CLIENT_IP_CALLABLE = "reseller.admin_site.login_client_ip"
+# django-otp: staff may add a TOTP authenticator (`manage.py admin_totp <username>`); whoever has
+# one must give its code at the admin login. In production every superuser must have one.
+ADMIN_TOTP_REQUIRED_FOR_SUPERUSERS = PRODUCTION or env.bool(
+    "ADMIN_TOTP_REQUIRED_FOR_SUPERUSERS", default=False)
+OTP_TOTP_ISSUER = env("SHOP_NAME", default="Stars Reseller")
+
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with our login (password, then the TOTP code for staff who have one).
+    "reseller.apps.ResellerAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -72,6 +119,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "csp",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    # The admin_totp command.
+    "reseller",
     # Before django_q: orders' `qcluster` command (django-q2's cluster plus the recovery
     # loop, orders/management/commands/qcluster.py) takes the name over.
     "orders",
@@ -84,14 +137,19 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files from the web process itself (compressed, hashed names in production).
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # After sessions, before CommonMiddleware (Django's i18n docs): picks the buyer's language.
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: marks request.user verified when its session passed a TOTP code.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last (django-axes' docs): turns a lockout flagged during the login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "reseller.urls"

@@ -35,7 +35,7 @@ from orders.payments import payment_methods_for
 from orders.payments.money import from_minor
 from orders.payments.demo import simulate_payment, simulate_supported
 from orders.payments.services import invoice_open, payment_method_change
-from orders.payments.ton import ton_qr_svg
+from orders.payments.ton import ton_qr_data_uri
 from orders.services import order_cancel, order_create, order_pay_sandbox, recipient_validate
 from orders.suppliers.base import RecipientInfo
 from orders.display import (
@@ -424,7 +424,7 @@ def order_pay(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         "invoice": invoice,
         "provider_down": provider_down,
         "simulate": invoice is not None and simulate_supported(invoice),
-        "ton_qr": (ton_qr_svg(invoice.pay_url)
+        "ton_qr": (ton_qr_data_uri(invoice.pay_url)
                    if invoice is not None and invoice.provider == "ton" else ""),
         "ton_wallet": settings.TON_WALLET_ADDRESS,
         "amount": (money_display(from_minor(invoice.amount_minor, invoice.currency), invoice.currency)
