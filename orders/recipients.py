@@ -1,13 +1,18 @@
 """Parsing what a buyer typed as a Telegram recipient, before anything is sent anywhere."""
 
 import re
+import unicodedata
 
 from django.utils.translation import gettext as _
 
 from orders.exceptions import InvalidRecipientInput
 
-# Invisible characters that survive copy-paste from chats and would make two names look equal.
+# Invisible characters that survive copy-paste from chats and would make two names look equal:
+# dropped, since they change nothing the buyer meant. Any other control or format character
+# (bidi overrides and isolates, which reorder what the buyer sees, NUL, escapes) is refused.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad"), None)
+# Control, format (bidi, zero-width), surrogate and private-use characters.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co"})
 _USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,30}[A-Za-z0-9]")
 _LINK = re.compile(r"(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/([^/?#]+)/?", re.IGNORECASE)
 MAX_INPUT_LENGTH = 64
@@ -24,6 +29,11 @@ def recipient_parse(raw: str) -> str:
         raise InvalidRecipientInput(_("Enter a Telegram user ID or @username."))
     if len(text) > MAX_INPUT_LENGTH:
         raise InvalidRecipientInput(_("That is too long for a Telegram user ID or @username."))
+    if any(unicodedata.category(char) in HIDDEN_CATEGORIES for char in text):
+        raise InvalidRecipientInput(_(
+            "That contains hidden control or formatting characters. "
+            "Type the ID or @username instead of pasting it."
+        ))
     link = _LINK.fullmatch(text)
     if link:
         text = link.group(1)

@@ -1,5 +1,6 @@
 """Storefront forms: they check the shape of what the buyer sent; prices and names come from the catalog."""
 
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -8,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 
+from orders.recipients import HIDDEN_CATEGORIES
 from shop.models import Package, Product
 from shop.selectors import quantity_range_message
 
@@ -137,6 +139,16 @@ class ConfirmForm(forms.Form):
         field.choices = [(code, gettext(label)) for code, label in payment_methods]
         if len(payment_methods) == 1:
             field.initial = payment_methods[0][0]
+
+    def clean_buyer_email(self) -> str:
+        email: str = self.cleaned_data["buyer_email"]
+        # Django's validator accepts a quoted local part with control characters in it
+        # ("\x01"@example.com); no buyer needs one, and the address goes into mail headers.
+        if email.startswith('"') or any(unicodedata.category(char) in HIDDEN_CATEGORIES
+                                        for char in email):
+            raise ValidationError(self.fields["buyer_email"].error_messages["invalid"],
+                                  code="invalid")
+        return email
 
 
 class OrderFindForm(forms.Form):

@@ -39,6 +39,10 @@ TOKEN_HEADER = "Crypto-Pay-API-Token"
 SIGNATURE_HEADER = "crypto-pay-api-signature"
 MAX_EXPIRES_IN = 2_678_400  # Crypto Pay accepts 1 s to 31 days
 MAX_INVOICES_PER_CALL = 1000  # getInvoices' largest `count`
+# Far beyond any real invoice id or amount (digits before the point), short of what would
+# make int() or Decimal arithmetic fail or crawl.
+MAX_INVOICE_ID_DIGITS = 20
+MAX_AMOUNT_DIGITS = 30
 DEFAULT_ACCEPTED_ASSETS = ("USDT", "TON", "BTC")
 # Crypto Pay retries a webhook for up to 3 days (API 1.5.2): a signed update older than that
 # is a replay, never a retry. Replays are harmless anyway (the inbox stores each event once).
@@ -193,15 +197,17 @@ class CryptoPayProvider:
             # Also what an update signed with another app's token (or the other network's) gets.
             raise WebhookRejected("Bad signature")
         try:
-            update = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
+            # Decoded first: json.loads would also take UTF-16 and UTF-32 bytes. RecursionError:
+            # JSON nested deeper than Python's stack.
+            text = body.decode("utf-8")
+            update = json.loads(text)
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise WebhookRejected("Body is not JSON") from None
         if not isinstance(update, dict):
             raise WebhookRejected("Body is not a JSON object")
         self._check_fresh(update.get("request_date"))
         update_type = update.get("update_type")
         invoice = update.get("payload")
-        text = body.decode("utf-8")
         contradictory = isinstance(invoice, dict) and invoice.get("status") != "paid"
         if update_type != "invoice_paid" or contradictory:
             # Another kind of update, or a contradictory one: kept on record, never acted on.
@@ -350,9 +356,12 @@ def _invoice_id(invoice: Any) -> str:
         raise MalformedUpdate("not an object")
     invoice_id = invoice.get("invoice_id")
     readable = isinstance(invoice_id, (int, str)) and not isinstance(invoice_id, bool)
-    if not readable or not str(invoice_id).isdigit():
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses; and a length a
+    # real id has, so int() never meets thousands of digits.
+    text = str(invoice_id) if readable else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_INVOICE_ID_DIGITS):
         raise MalformedUpdate(f"invoice_id {invoice_id!r}")
-    return str(int(invoice_id))
+    return str(int(text))
 
 
 def _asked(invoice: dict[str, Any]) -> tuple[int, str]:
@@ -371,7 +380,8 @@ def _asked(invoice: dict[str, Any]) -> tuple[int, str]:
         value = Decimal(str(amount))
     except InvalidOperation:
         raise MalformedUpdate(f"amount {amount!r}") from None
-    if not value.is_finite():
+    # An exponent of a billion would overflow to_minor, or build an integer of a million digits.
+    if not value.is_finite() or value.adjusted() > MAX_AMOUNT_DIGITS:
         raise MalformedUpdate(f"amount {amount!r}")
     return to_minor(value, currency), currency.upper()
 

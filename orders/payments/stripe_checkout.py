@@ -98,7 +98,10 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 def _timestamp(value: Any) -> datetime | None:
     if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz=UTC)
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None  # a time no datetime can hold: not one Stripe would send
     return None
 
 
@@ -325,8 +328,9 @@ def _session_details(session: dict[str, Any]) -> dict[str, Any]:
 
 
 def _order_reference(session: dict[str, Any]) -> str:
-    metadata = session.get("metadata") or {}
-    reference = session.get("client_reference_id") or metadata.get("order_reference") or ""
+    metadata = session.get("metadata")
+    reference = session.get("client_reference_id") or (
+        metadata.get("order_reference") if isinstance(metadata, dict) else "") or ""
     return str(reference)
 
 

@@ -310,7 +310,7 @@ def _tx_key(tx_hash: Any) -> str:
 def _lt(tx: Mapping[str, Any]) -> int:
     try:
         return int(tx["lt"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise PaymentProviderError(f"a toncenter transaction has no lt: {tx!r:.100}") from None
 
 
@@ -431,7 +431,7 @@ class TonPaymentProvider:
                 raise PaymentProviderError("toncenter transactions answer has no transactions list")
             if page_number == 0 and cursor.lt and not any(_is_cursor(tx, cursor) for tx in page):
                 return [], {}, False
-            address_book.update(body.get("address_book") or {})
+            address_book.update(_mapping(body.get("address_book")))
             transactions.extend(tx for tx in page if _lt(tx) > cursor.lt)
             if len(page) < page_size:
                 break
@@ -444,30 +444,38 @@ class TonPaymentProvider:
                 address_book: Mapping[str, Any],
                 invoice_comments: set[str]) -> PaymentNotice | None:
         """The notice for one transaction, or None when no money of a buyer stayed with us."""
-        in_msg = tx.get("in_msg") or {}
+        if not all(isinstance(tx.get(part) or {}, Mapping) for part in ("in_msg", "description")):
+            # Unreadable, so it cannot be skipped as "not a payment" either: the poll fails
+            # loudly instead of passing money by.
+            raise PaymentProviderError(f"TON transaction {key} is malformed")
+        in_msg = _mapping(tx.get("in_msg"))
         source = in_msg.get("source")
         if not source:
             return None  # an external message: our own outgoing transfer, not a payment
+        if not isinstance(source, str):
+            raise PaymentProviderError(f"TON transaction {key} has a malformed source")
         if not (_is_address(in_msg.get("destination"), wallet)
                 and _is_address(tx.get("account"), wallet)):
             logger.warning("TON transaction %s is not to our wallet; skipped", key)
             return None
-        description = tx.get("description") or {}
+        description = _mapping(tx.get("description"))
         # Aborted: the money bounced back. Bounced: it is our own money coming back. Out
         # messages: the wallet sent something on (a bounce or refund), so nothing stayed.
         if description.get("aborted") or in_msg.get("bounced") or tx.get("out_msgs"):
             logger.info("TON transaction %s ignored: aborted, bounced or with out-messages", key)
             return None
-        try:
-            value = int(in_msg.get("value") or 0)
-        except (TypeError, ValueError):
-            raise PaymentProviderError(f"TON transaction {key} has a malformed value") from None
+        value = _nanotons(in_msg.get("value"))
+        if value is None:
+            raise PaymentProviderError(f"TON transaction {key} has a malformed value")
         if value <= 0:
             return None
+        moment = _unix_time(tx.get("now"))
+        if moment is None:
+            raise PaymentProviderError(f"TON transaction {key} has a malformed time")
         raw_comment = _text_comment(tx)
         comment = ton_comment_normalize(raw_comment) if raw_comment is not None else ""
         matched = comment if comment in invoice_comments else ""
-        source_friendly = (address_book.get(source) or {}).get("user_friendly") or source
+        source_friendly = _mapping(address_book.get(source)).get("user_friendly") or source
         if not matched:
             # Money arrived that no invoice claims (a typo, a missing comment): it goes to the
             # inbox as ignored so the operator sees it, with the sender to refund.
@@ -480,7 +488,7 @@ class TonPaymentProvider:
             # checks it against the order of the invoice the comment matched.
             comment=matched, order_reference=ton_comment_reference(matched),
             amount_minor=value, currency=CURRENCY,
-            occurred_at=datetime.fromtimestamp(int(tx.get("now") or 0), tz=UTC),
+            occurred_at=moment,
             data={"tx_hash": key, "lt": str(tx.get("lt")), "source": source,
                   "source_friendly": source_friendly, "comment": raw_comment,
                   "value_nanotons": str(value)},
@@ -510,10 +518,41 @@ def _is_cursor(tx: Mapping[str, Any], cursor: TonCursor) -> bool:
 
 def _text_comment(tx: Mapping[str, Any]) -> str | None:
     """The incoming message's text comment as toncenter decoded it, if it is one."""
-    content = (tx.get("in_msg") or {}).get("message_content") or {}
-    decoded = content.get("decoded") or {}
+    content = _mapping(_mapping(tx.get("in_msg")).get("message_content"))
+    decoded = _mapping(content.get("decoded"))
     comment = decoded.get("comment")
     return comment if decoded.get("type") == "text_comment" and isinstance(comment, str) else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A JSON object from toncenter, or an empty one for null or anything that is not one."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _nanotons(value: Any) -> int | None:
+    """A message value: toncenter sends a decimal string; None when it is not whole nanotons."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    # ASCII digits only: int() would also take " 12 ", "1_000" and other scripts' digits.
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,30}", value):
+        return int(value)
+    return None
+
+
+def _unix_time(value: Any) -> datetime | None:
+    """A transaction's `now` (Unix seconds, as a number or a string) as a datetime, or None."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,12}", value):
+        value = int(value)
+    if value is None or value == "":
+        value = 0  # as before: a missing time reads as the epoch, never as "now"
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _is_address(value: Any, wallet: TonAddress) -> bool:

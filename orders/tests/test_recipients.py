@@ -88,3 +88,40 @@ def test_out_of_range_messages_in_russian():
     with translation.override("ru"), pytest.raises(InvalidRecipientInput) as excinfo:
         recipient_parse("0")
     assert str(excinfo.value) == "Это число слишком мало для ID пользователя Telegram."
+
+
+HIDDEN_MESSAGE = ("That contains hidden control or formatting characters. "
+                  "Type the ID or @username instead of pasting it.")
+
+
+@pytest.mark.parametrize("raw", [
+    "@sandbox\u202e_ok",  # right-to-left override: shows another name than it is
+    "@sandbox\u2066_ok\u2069",  # bidi isolates
+    "\u061c@sandbox_ok",  # Arabic letter mark
+    "@sandbox\x00ok",
+    "@sandbox\x1b[31m_ok",  # a terminal escape
+    "1000\x7f00001",
+    "@sandbox\ue000_ok",  # private use
+])
+def test_control_and_bidi_characters_are_refused_with_a_clear_message(raw):
+    with pytest.raises(InvalidRecipientInput) as excinfo:
+        recipient_parse(raw)
+    assert str(excinfo.value) == HIDDEN_MESSAGE
+
+
+@pytest.mark.parametrize("raw", [
+    "\u200e@sandbox_ok\u200f",  # direction marks change nothing the buyer meant
+    "@sand\u00adbox_ok",  # soft hyphen
+    "\u2060@sandbox_ok",
+    "\t@sandbox_ok\r\n",
+])
+def test_invisible_marks_and_surrounding_whitespace_are_dropped(raw):
+    assert recipient_parse(raw) == "@sandbox_ok"
+
+
+def test_hidden_characters_message_in_russian():
+    from django.utils import translation
+
+    with translation.override("ru"), pytest.raises(InvalidRecipientInput) as excinfo:
+        recipient_parse("@sandbox\u202e_ok")
+    assert str(excinfo.value).startswith("Здесь есть скрытые управляющие символы")
