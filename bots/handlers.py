@@ -41,6 +41,7 @@ from orders.exceptions import (
     InvalidRecipientInput,
     PaymentMethodUnavailable,
     PaymentProviderError,
+    RecipientLookupLimited,
     SupplierError,
 )
 from orders.payments.telegram_payments import CODE as TELEGRAM_PAYMENTS
@@ -287,6 +288,10 @@ async def recipient_callback(update: Update, context: Context) -> None:
     try:
         step = await db_parallel(services.buy_recipient_check, account=account, flow=match["flow"],
                                  raw=str(account.telegram_id))
+    except RecipientLookupLimited:
+        await _answer(update)
+        await _tell(update, messages.lookups_limited_text)
+        return
     except InvalidRecipient:
         await _answer(update)
         await _tell(update, lambda: messages.recipient_not_found_text(myself=True))
@@ -472,6 +477,8 @@ async def _recipient_typed(update: Update, buyer: services.Buyer, text: str) -> 
     try:
         step = await db_parallel(services.buy_recipient_check, account=_account(update),
                                  flow=buyer.flow, raw=text)
+    except RecipientLookupLimited:
+        reply = messages.lookups_limited_text
     except InvalidRecipientInput:
         reply = messages.recipient_invalid_text
     except InvalidRecipient:

@@ -234,6 +234,10 @@ def recipient_not_found_text(*, myself: bool) -> str:
              "again, or /cancel.")
 
 
+def lookups_limited_text() -> str:
+    return _("Too many account checks. Please wait a few minutes and try again, or /cancel.")
+
+
 def supplier_down_text() -> str:
     return _("Our supplier isn't answering right now, please try again in a minute.")
 

@@ -32,7 +32,13 @@ from orders.payments.demo import simulate_payment, simulate_supported
 from orders.payments.services import invoice_open, payment_notice_accept
 from orders.payments.telegram_payments import telegram_checkout_refusal, telegram_payment_notice
 from orders.selectors import order_list_for_buyer
-from orders.services import order_cancel, order_create, order_pay_sandbox, recipient_validate
+from orders.services import (
+    order_cancel,
+    order_create,
+    order_pay_sandbox,
+    recipient_lookup,
+    recipient_lookup_limits,
+)
 from orders.suppliers.base import RecipientInfo
 from orders.transitions import BUYER_NOTICE_STATUSES
 from shop.exceptions import ProductUnavailable, QuantityOutOfRange
@@ -319,14 +325,15 @@ def buy_recipient_check(*, account: TelegramAccount, flow: str, raw: str) -> Ste
     """Ask the supplier who the recipient is and ask the buyer to confirm them.
 
     Raw is what the buyer typed (state TYPING_RECIPIENT) or their own user ID when they
-    tapped "Myself" (CHOOSING_RECIPIENT). Raises InvalidRecipientInput, InvalidRecipient or
-    another SupplierError, leaving the buyer where they were. Calls the supplier: run it in
-    its own thread.
+    tapped "Myself" (CHOOSING_RECIPIENT). Raises RecipientLookupLimited, InvalidRecipientInput,
+    InvalidRecipient or another SupplierError, leaving the buyer where they were. Calls the
+    supplier: run it in its own thread.
     """
     user = _user_sync(account)
     _expect(user, flow, CHOOSING_RECIPIENT, TYPING_RECIPIENT)
     quote = _quote(user.draft)
-    normalised, info = recipient_validate(raw=raw)
+    normalised, info = recipient_lookup(
+        raw=raw, limits=recipient_lookup_limits(telegram_id=account.telegram_id))
     draft = {
         **user.draft,
         "recipient": {"input": normalised, "user_id": info.user_id, "username": info.username or ""},

@@ -115,6 +115,10 @@ class InvalidRecipientInput(OrderError):
     """The buyer's text is neither a Telegram user ID nor a well-formed @username."""
 
 
+class RecipientLookupLimited(OrderError):
+    """Too many recipient lookups from this client: nothing was looked up, whatever was asked."""
+
+
 class OrderStateChanged(OrderError):
     """Another process moved the order first; re-read it before deciding again."""
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -29,6 +30,7 @@ from orders.exceptions import (
     PaymentMethodUnavailable,
     PaymentMismatch,
     RateLimited,
+    RecipientLookupLimited,
     SupplierAuthError,
     SupplierError,
     SupplierNotFound,
@@ -60,6 +62,7 @@ from orders.recipients import recipient_parse
 from orders.suppliers import get_supplier_client
 from orders.suppliers.base import RecipientInfo, SupplierOrder, SupplierOrderStatus
 from orders.transitions import IN_FLIGHT_STATUSES, order_transition
+from reseller.ratelimits import Limit, limits_for, limits_hit
 from shop.models import Product
 from shop.money import percent_of
 from shop.selectors import Quote, quote_build
@@ -112,6 +115,48 @@ def recipient_validate(*, raw: str) -> tuple[str, RecipientInfo]:
     """
     normalised = recipient_parse(raw)
     return normalised, get_supplier_client().validate_recipient(normalised)
+
+
+def recipient_lookup_limits(*, client_ip: str = "", session_key: str = "",
+                            telegram_id: int | None = None) -> list[Limit]:
+    """The limits one buyer's recipient lookups count against, by whatever the door knows."""
+    return [
+        *limits_for("recipient:ip", client_ip, settings.RECIPIENT_LOOKUP_RATE_PER_IP),
+        # Hashed: a session key is a credential, and cache keys are readable in the cache table.
+        *limits_for("recipient:session", buyer_session_hash(session_key) if session_key else "",
+                    settings.RECIPIENT_LOOKUP_RATE_PER_SESSION),
+        *limits_for("recipient:telegram", str(telegram_id) if telegram_id is not None else "",
+                    settings.RECIPIENT_LOOKUP_RATE_PER_TELEGRAM_USER),
+    ]
+
+
+def recipient_lookup(*, raw: str, limits: list[Limit]) -> tuple[str, RecipientInfo]:
+    """recipient_validate for a buyer's door: counted against `limits`, answers cached briefly.
+
+    Every door that lets a buyer ask "who is this?" (storefront, bot, API) comes through here,
+    so none of them can enumerate accounts or spend the supplier's quota faster than the
+    limits allow. Raises RecipientLookupLimited before anything else once a limit is spent,
+    whether or not the input is valid, so a limited answer tells nothing about the account.
+    Placing the top-up re-validates without the cache (_submit): usernames change owners.
+    """
+    if not limits_hit(limits):
+        # The doors word the answer for their buyers; this text is for logs.
+        raise RecipientLookupLimited("recipient lookup limit reached")
+    normalised = recipient_parse(raw)
+    key = f"orders:recipient:{normalised.lower()}"
+    known = cache.get(key)
+    if isinstance(known, dict):
+        if known.get("found"):
+            return normalised, RecipientInfo(user_id=known["user_id"], username=known["username"])
+        raise InvalidRecipient(f"Supplier cannot deliver to {normalised} (cached answer)")
+    try:
+        info = get_supplier_client().validate_recipient(normalised)
+    except InvalidRecipient:
+        cache.set(key, {"found": False}, timeout=settings.RECIPIENT_NOT_FOUND_CACHE_SECONDS)
+        raise
+    cache.set(key, {"found": True, "user_id": info.user_id, "username": info.username},
+              timeout=settings.RECIPIENT_CACHE_SECONDS)
+    return normalised, info
 
 
 def order_create(

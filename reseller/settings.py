@@ -314,6 +314,29 @@ SUPPLIER_BASE_URL = env("SUPPLIER_BASE_URL", default="http://127.0.0.1:8001")
 SUPPLIER_API_KEY = env("SUPPLIER_API_KEY", default="sandbox-key")
 SUPPLIER_TIMEOUT = env.float("SUPPLIER_TIMEOUT", default=10.0)
 
+# --- Rate limits ---------------------------------------------------------------------------
+# Recipient lookups (storefront, bot, later the API) are counted in CACHES, which every
+# process shares: "N/minute, M/hour" per subject, each meaning "in any window that long";
+# an empty value turns that limit off. Refused lookups count too. See reseller/ratelimits.py.
+RECIPIENT_LOOKUP_RATE_PER_IP = env("RECIPIENT_LOOKUP_RATE_PER_IP", default="30/minute, 300/hour")
+RECIPIENT_LOOKUP_RATE_PER_SESSION = env("RECIPIENT_LOOKUP_RATE_PER_SESSION",
+                                        default="10/minute, 100/hour")
+RECIPIENT_LOOKUP_RATE_PER_TELEGRAM_USER = env("RECIPIENT_LOOKUP_RATE_PER_TELEGRAM_USER",
+                                              default="10/minute, 100/hour")
+# The supplier's answer to a buyer's lookup is reused for this long (seconds), so a flood of
+# the same name does not spend the supplier's quota. Placing the top-up always asks afresh.
+RECIPIENT_CACHE_SECONDS = env.int("RECIPIENT_CACHE_SECONDS", default=300)
+RECIPIENT_NOT_FOUND_CACHE_SECONDS = env.int("RECIPIENT_NOT_FOUND_CACHE_SECONDS", default=60)
+# How many proxies of ours append to X-Forwarded-For in front of the app (nginx alone: 1; a
+# CDN then nginx: 2). 0 (the default) counts clients by REMOTE_ADDR and ignores the header,
+# which any client can write. Set it too high and clients can pick their own address.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache":
+    # Past MAX_ENTRIES (Django's default: 300) the database cache deletes a third of its rows,
+    # live counters included: a flood of fresh addresses would wipe the limits it is counted by.
+    CACHES["default"].setdefault("OPTIONS", {}).setdefault(
+        "MAX_ENTRIES", env.int("CACHE_MAX_ENTRIES", default=200_000))
+
 # --- Orders ------------------------------------------------------------------------------
 ORDER_PAYMENT_WINDOW_MINUTES = env.int("ORDER_PAYMENT_WINDOW_MINUTES", default=30)
 # How long a refund may sit in refund_pending before the sweeper enqueues it again.

@@ -27,6 +27,7 @@ from orders.exceptions import (
     OrderStateChanged,
     PaymentMethodUnavailable,
     PaymentProviderError,
+    RecipientLookupLimited,
     SupplierError,
 )
 from orders.models import Order, PaymentInvoice
@@ -36,7 +37,13 @@ from orders.payments.money import from_minor
 from orders.payments.demo import simulate_payment, simulate_supported
 from orders.payments.services import invoice_open, payment_method_change
 from orders.payments.ton import ton_qr_data_uri
-from orders.services import order_cancel, order_create, order_pay_sandbox, recipient_validate
+from orders.services import (
+    order_cancel,
+    order_create,
+    order_pay_sandbox,
+    recipient_lookup,
+    recipient_lookup_limits,
+)
 from orders.suppliers.base import RecipientInfo
 from orders.display import (
     money_display,
@@ -69,6 +76,7 @@ from shop.selectors import (
     product_default,
     quote_build,
 )
+from reseller.ratelimits import client_ip
 from shop.services import order_lookup_blocked, order_lookup_failure_record
 
 logger = logging.getLogger(__name__)
@@ -86,6 +94,8 @@ MSG_NOT_FOUND = gettext_lazy(
     "We couldn't find that Telegram account. Check the ID or username and try again.")
 MSG_SUPPLIER_DOWN = gettext_lazy(
     "Our supplier isn't answering right now, please try again in a minute.")
+MSG_LOOKUPS_LIMITED = gettext_lazy(
+    "Too many account checks from here. Please wait a few minutes and try again.")
 MSG_CHOOSE_FIRST = gettext_lazy("First choose how many Stars you want.")
 MSG_RECIPIENT_FIRST = gettext_lazy("First tell us which Telegram account to top up.")
 MSG_CHANGED = gettext_lazy(
@@ -234,9 +244,16 @@ def recipient(request: HttpRequest) -> HttpResponse:
         # A failed attempt must not leave an earlier account silently confirmed.
         request.session.pop(SESSION_RECIPIENT, None)
         form = RecipientForm(request.POST)
+        status = 400
         if form.is_valid():
+            limits = recipient_lookup_limits(client_ip=client_ip(request),
+                                             session_key=request.session.session_key or "")
             try:
-                normalised, info = recipient_validate(raw=form.cleaned_data["recipient"])
+                normalised, info = recipient_lookup(raw=form.cleaned_data["recipient"],
+                                                    limits=limits)
+            except RecipientLookupLimited:
+                form.add_error("recipient", MSG_LOOKUPS_LIMITED)
+                status = 429
             except InvalidRecipientInput as exc:
                 form.add_error("recipient", str(exc))
             except InvalidRecipient:
@@ -249,7 +266,6 @@ def recipient(request: HttpRequest) -> HttpResponse:
                     "input": normalised, "user_id": info.user_id, "username": info.username or "",
                 }
                 return redirect("shop:confirm")
-        status = 400
     return _page(request, "shop/recipient.html", {
         "quote": _quote_context(quote), "form": form,
     }, status=status)

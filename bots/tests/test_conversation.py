@@ -347,14 +347,14 @@ def test_two_buyers_at_once_a_slow_supplier_stalls_only_its_own_buyer(bot, fulfi
                                                                        monkeypatch):
     slow_id, fast_id = 400000001, 400000002
     release = threading.Event()
-    validate = services.recipient_validate
+    lookup = services.recipient_lookup
 
-    def gated_validate(*, raw: str):
+    def gated_lookup(*, raw: str, limits):
         if raw == str(slow_id):
             assert release.wait(10), "the slow check was never released"
-        return validate(raw=raw)
+        return lookup(raw=raw, limits=limits)
 
-    monkeypatch.setattr(services, "recipient_validate", gated_validate)
+    monkeypatch.setattr(services, "recipient_lookup", gated_lookup)
 
     async def scenario(session):
         slow, fast = session.chat(slow_id, "Slow"), session.chat(fast_id, "Fast")
