@@ -41,6 +41,7 @@ from orders.services import (
 )
 from orders.suppliers.base import RecipientInfo
 from orders.transitions import BUYER_NOTICE_STATUSES
+from reseller.logging import order_log_context
 from shop.exceptions import ProductUnavailable, QuantityOutOfRange
 from shop.models import Package, Product
 from shop.selectors import Quote, package_list, product_default, quote_build
@@ -386,14 +387,15 @@ def buy_order_place(*, account: TelegramAccount, flow: str, method: str) -> Step
         package_id=int(draft["package_id"]) if "package_id" in draft else None,
         quantity=int(draft["quantity"]) if "quantity" in draft else None,
     )
-    try:
-        invoice = invoice_open(order=order)
-    except PaymentProviderError:
-        _order_drop(user, order, attempt)
-        raise
-    user = _advance(user, state=AWAITING_PAYMENT, draft={**draft, "order_id": order.pk})
-    order = Order.objects.select_related("product").get(pk=order.pk)
-    return Step(buyer=_buyer(user), order=order, invoice=invoice, simulate=simulate_supported(invoice))
+    with order_log_context(order.reference or ""):
+        try:
+            invoice = invoice_open(order=order)
+        except PaymentProviderError:
+            _order_drop(user, order, attempt)
+            raise
+        user = _advance(user, state=AWAITING_PAYMENT, draft={**draft, "order_id": order.pk})
+        order = Order.objects.select_related("product").get(pk=order.pk)
+        return Step(buyer=_buyer(user), order=order, invoice=invoice, simulate=simulate_supported(invoice))
 
 
 def _order_drop(user: TelegramUser, order: Order, attempt: int) -> None:
@@ -418,12 +420,13 @@ def buy_order_pay(*, account: TelegramAccount, flow: str) -> Step:
     user = _user_sync(account)
     _expect(user, flow, AWAITING_PAYMENT)
     order = Order.objects.get(pk=user.draft["order_id"], buyer_telegram_id=account.telegram_id)
-    try:
-        order_pay_sandbox(order=order)
-    except OrderStateChanged:
-        pass  # no longer awaiting payment: the buyer is shown where it stands
-    user = _advance(user, state=IDLE, draft={})
-    return Step(buyer=_buyer(user), order=Order.objects.select_related("product").get(pk=order.pk))
+    with order_log_context(order.reference or ""):
+        try:
+            order_pay_sandbox(order=order)
+        except OrderStateChanged:
+            pass  # no longer awaiting payment: the buyer is shown where it stands
+        user = _advance(user, state=IDLE, draft={})
+        return Step(buyer=_buyer(user), order=Order.objects.select_related("product").get(pk=order.pk))
 
 
 def buy_order_simulate(*, account: TelegramAccount, flow: str) -> Step:
@@ -439,24 +442,25 @@ def buy_order_simulate(*, account: TelegramAccount, flow: str) -> Step:
     _expect(user, flow, AWAITING_PAYMENT)
     draft = user.draft
     order = Order.objects.get(pk=draft["order_id"], buyer_telegram_id=account.telegram_id)
-    invoice = order.invoices.filter(provider=order.payment_method,
-                                    status=PaymentInvoice.Status.OPEN).first()
-    if order.status != OrderStatus.AWAITING_PAYMENT:
-        # Expired or cancelled meanwhile: the buyer is shown where it stands.
+    with order_log_context(order.reference or ""):
+        invoice = order.invoices.filter(provider=order.payment_method,
+                                        status=PaymentInvoice.Status.OPEN).first()
+        if order.status != OrderStatus.AWAITING_PAYMENT:
+            # Expired or cancelled meanwhile: the buyer is shown where it stands.
+            user = _advance(user, state=IDLE, draft={})
+            return Step(buyer=_buyer(user), order=Order.objects.select_related("product").get(pk=order.pk))
+        if invoice is None or not simulate_supported(invoice):
+            raise PaymentMethodUnavailable("This payment cannot be simulated.")
         user = _advance(user, state=IDLE, draft={})
-        return Step(buyer=_buyer(user), order=Order.objects.select_related("product").get(pk=order.pk))
-    if invoice is None or not simulate_supported(invoice):
-        raise PaymentMethodUnavailable("This payment cannot be simulated.")
-    user = _advance(user, state=IDLE, draft={})
-    try:
-        simulate_payment(invoice)
-    except PaymentProviderError:
         try:
-            _advance(user, state=AWAITING_PAYMENT, draft=draft)
-        except StaleAction:
-            pass  # the buyer started something else meanwhile
-        raise
-    return Step(buyer=_buyer(user), order=Order.objects.select_related("product").get(pk=order.pk))
+            simulate_payment(invoice)
+        except PaymentProviderError:
+            try:
+                _advance(user, state=AWAITING_PAYMENT, draft=draft)
+            except StaleAction:
+                pass  # the buyer started something else meanwhile
+            raise
+        return Step(buyer=_buyer(user), order=Order.objects.select_related("product").get(pk=order.pk))
 
 
 def buy_checkout_check(*, account: TelegramAccount, payload: str, currency: str,

@@ -18,6 +18,7 @@ from telegram.ext import ExtBot
 from bots import messages, services
 from bots.application import rate_limiter_build
 from bots.models import BuyerNotice
+from reseller.logging import order_task
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ SEND_ATTEMPTS = 3
 SEND_RETRY_SECONDS = 1.0
 
 
+@order_task
 def order_notify(order_id: int, status: str) -> str:
     """Tell the buyer on Telegram that their order reached `status`; running it twice sends once."""
     if not settings.TELEGRAM_BOT_TOKEN:

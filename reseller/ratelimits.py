@@ -94,6 +94,11 @@ def limits_hit(limits: list[Limit], *, cache: BaseCache | None = None,
     return allowed
 
 
+def counter_add(key: str, *, timeout: int) -> int:
+    """Add one to a shared counter (created with `timeout`) and return its new value."""
+    return _incr(caches["default"], key, timeout)
+
+
 def _incr(cache: BaseCache, key: str, timeout: int) -> int:
     """Add one to a counter atomically across processes, creating it with `timeout`."""
     if isinstance(cache, DatabaseCache):

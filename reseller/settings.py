@@ -148,6 +148,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Log lines of a request about one order carry its reference (reseller/logging.py).
+    "reseller.logging.OrderLogContextMiddleware",
     # Last (django-axes' docs): turns a lockout flagged during the login into its 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -330,7 +332,9 @@ RECIPIENT_NOT_FOUND_CACHE_SECONDS = env.int("RECIPIENT_NOT_FOUND_CACHE_SECONDS",
 # How many proxies of ours append to X-Forwarded-For in front of the app (nginx alone: 1; a
 # CDN then nginx: 2). 0 (the default) counts clients by REMOTE_ADDR and ignores the header,
 # which any client can write. Set it too high and clients can pick their own address.
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Production runs behind its TLS proxy (README, Production), so there the default is 1: else
+# every client would count as the proxy and one flood would lock everybody out.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if PRODUCTION else 0)
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache":
     # Past MAX_ENTRIES (Django's default: 300) the database cache deletes a third of its rows,
     # live counters included: a flood of fresh addresses would wipe the limits it is counted by.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -20,6 +20,7 @@ from orders.display import (
 )
 from orders.models import Order, OrderEvent, Payment
 from orders.transitions import BUYER_NOTICE_STATUSES
+from reseller.ratelimits import counter_add
 
 # The order note that records a receipt, checked before sending: one e-mail per order and status.
 RECEIPT_REASON = "Receipt e-mailed"
@@ -126,17 +127,15 @@ def _lookup_keys(*, client: str, reference: str) -> list[str]:
 
 def order_lookup_blocked(*, client: str, reference: str) -> bool:
     """Whether this client, or anyone asking about this reference, is out of guesses for now."""
-    counts = cache.get_many(_lookup_keys(client=client, reference=reference))
+    counts = caches["default"].get_many(_lookup_keys(client=client, reference=reference))
     return any(count >= LOOKUP_MAX_FAILURES for count in counts.values())
 
 
 def order_lookup_failure_record(*, client: str, reference: str) -> None:
-    """Count a wrong guess against the client and the reference, for LOOKUP_WINDOW_SECONDS."""
+    """Count a wrong guess against the client and the reference, for LOOKUP_WINDOW_SECONDS.
+
+    A fixed window from the first wrong guess; the counter is the rate limits' own, atomic in
+    the cache every process shares (reseller.ratelimits).
+    """
     for key in _lookup_keys(client=client, reference=reference):
-        # add() starts the window; incr() keeps its expiry (a fixed window, not a sliding one).
-        cache.add(key, 0, timeout=LOOKUP_WINDOW_SECONDS)
-        try:
-            cache.incr(key)
-        except ValueError:
-            # Expired between add() and incr(): this guess opens a new window.
-            cache.set(key, 1, timeout=LOOKUP_WINDOW_SECONDS)
+        counter_add(key, timeout=LOOKUP_WINDOW_SECONDS)

@@ -5,9 +5,11 @@ refunded of a web order (settings.ORDER_NOTICE_TASKS["web"]); a note on the orde
 re-run send nothing.
 """
 
+from reseller.logging import order_task
 from shop.services import order_receipt_send
 
 
+@order_task
 def order_receipt(order_id: int, status: str) -> str:
     """E-mail the receipt for the order's move to `status` if the buyer gave an address."""
     return order_receipt_send(order_id=order_id, status=status)

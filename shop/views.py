@@ -515,7 +515,7 @@ def order_find(request: HttpRequest) -> HttpResponse:
     form = OrderFindForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         reference = order_reference_normalize(form.cleaned_data["reference"])
-        client = request.META.get("REMOTE_ADDR") or "unknown"
+        client = client_ip(request)
         if order_lookup_blocked(client=client, reference=reference):
             form.add_error(None, MSG_FIND_TOO_MANY)
         else:
