@@ -79,7 +79,8 @@ class SupplierAttemptInline(admin.TabularInline):
         return False
 
 
-def _run(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Order], action, verb: str) -> None:
+def _run(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Order], action,
+         verb: str) -> None:
     done = 0
     for order in queryset:
         try:

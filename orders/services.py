@@ -691,7 +691,8 @@ def _error_data(exc: SupplierError | None) -> dict[str, Any]:
     return {"error": exc.code, "message": str(exc)[:500], "http_status": exc.http_status}
 
 
-def _record_attempt(attempt: SupplierAttempt, outcome: str, raw: dict[str, Any], supplier_order_id: str = "") -> None:
+def _record_attempt(attempt: SupplierAttempt, outcome: str, raw: dict[str, Any],
+                    supplier_order_id: str = "") -> None:
     attempt.outcome = outcome
     attempt.response_status = raw.get("status")
     body = raw.get("body")

@@ -20,7 +20,8 @@ class ProductAdmin(admin.ModelAdmin):
 
 @admin.register(Package)
 class PackageAdmin(admin.ModelAdmin):
-    list_display = ("name", "name_ru", "product", "quantity", "price", "currency", "unit_price", "active", "sort_order")
+    list_display = ("name", "name_ru", "product", "quantity", "price", "currency", "unit_price",
+                    "active", "sort_order")
     list_editable = ("active", "sort_order")
     list_filter = ("product", "active")
     ordering = ("product", "sort_order", "quantity")

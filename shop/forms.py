@@ -2,7 +2,7 @@
 
 import unicodedata
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -42,7 +42,8 @@ class PackageChoiceForm(forms.Form):
     def __init__(self, *args: Any, packages: Iterable[Package], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Compared as strings against the ids we offer: the input never reaches a query.
-        self.fields["package"].choices = [(str(package.pk), str(package)) for package in packages]
+        package_field = cast(forms.ChoiceField, self.fields["package"])
+        package_field.choices = [(str(package.pk), str(package)) for package in packages]
 
     def clean_package(self) -> int:
         return int(self.cleaned_data["package"])
@@ -135,7 +136,7 @@ class ConfirmForm(forms.Form):
 
     def __init__(self, *args: Any, payment_methods: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        field = self.fields["payment_method"]
+        field = cast(forms.ChoiceField, self.fields["payment_method"])
         field.choices = [(code, gettext(label)) for code, label in payment_methods]
         if len(payment_methods) == 1:
             field.initial = payment_methods[0][0]

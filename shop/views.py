@@ -302,11 +302,11 @@ def confirm(request: HttpRequest) -> HttpResponse:
             elif shown != fingerprint:
                 form.add_error(None, MSG_CHANGED)
             else:
-                placed = _order_place(request, form.cleaned_data, product, choice, current)
-                if isinstance(placed, str):
-                    form.add_error(None, placed)
+                outcome = _order_place(request, form.cleaned_data, product, choice, current)
+                if isinstance(outcome, str):
+                    form.add_error(None, outcome)
                 else:
-                    return redirect("shop:order_pay", public_id=placed.public_id)
+                    return redirect("shop:order_pay", public_id=outcome.public_id)
         status = 400
     # Each render is a new confirmation with its own token; the posted one is spent or stale.
     return _page(request, "shop/confirm.html", {

@@ -9,7 +9,7 @@ only then allowed to move the order (through orders.services.order_mark_paid).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -137,9 +137,9 @@ def payment_event_apply(*, event_id: int, notice: PaymentNotice | None = None) -
 
 def _apply(event: PaymentEvent, notice: PaymentNotice, invoice: PaymentInvoice | None,
            requoted: int | None) -> tuple[str, str]:
-    O = PaymentEvent.Outcome
+    Outcome = PaymentEvent.Outcome
     if invoice is None:
-        return O.IGNORED, "No invoice of ours matches this event"
+        return Outcome.IGNORED, "No invoice of ours matches this event"
     order = invoice.order
     if notice.order_reference and notice.order_reference != order.reference:
         return _misdirected(event, notice, invoice)
@@ -149,7 +149,7 @@ def _apply(event: PaymentEvent, notice: PaymentNotice, invoice: PaymentInvoice |
         ).update(status=PaymentInvoice.Status.EXPIRED)
         if not expired:
             # Paid, or closed by us (the buyer switched method): its end says nothing of the order.
-            return O.IGNORED, f"Invoice was already {invoice.status}"
+            return Outcome.IGNORED, f"Invoice was already {invoice.status}"
         others_open = order.invoices.filter(status=PaymentInvoice.Status.OPEN).exclude(pk=invoice.pk)
         if order.status == S.AWAITING_PAYMENT and not others_open.exists():
             try:
@@ -157,11 +157,11 @@ def _apply(event: PaymentEvent, notice: PaymentNotice, invoice: PaymentInvoice |
                              reason="The payment session expired unpaid")
             except OrderStateChanged:
                 pass
-        return O.APPLIED, "Invoice expired"
+        return Outcome.APPLIED, "Invoice expired"
     if notice.kind != NoticeKind.PAID:
-        return O.IGNORED, f"{notice.kind} events need no action"
+        return Outcome.IGNORED, f"{notice.kind} events need no action"
     if notice.amount_minor is None or notice.amount_minor <= 0:
-        return O.REJECTED, "Payment event without a positive amount"
+        return Outcome.REJECTED, "Payment event without a positive amount"
     amount = notice.amount_minor
     problem = None
     excess = 0
@@ -190,10 +190,11 @@ def _apply(event: PaymentEvent, notice: PaymentNotice, invoice: PaymentInvoice |
             covers_current_price=covers_now,
         )
     except PaymentMismatch as exc:
-        return O.REJECTED, str(exc)
+        return Outcome.REJECTED, str(exc)
     PaymentInvoice.objects.filter(pk=invoice.pk).update(status=PaymentInvoice.Status.PAID)
     order.refresh_from_db()
-    return (O.REVIEW if order.status == S.REVIEW else O.APPLIED), problem or f"Order {order.status}"
+    outcome = Outcome.REVIEW if order.status == S.REVIEW else Outcome.APPLIED
+    return outcome, problem or f"Order {order.status}"
 
 
 def _misdirected(event: PaymentEvent, notice: PaymentNotice,
@@ -278,7 +279,7 @@ def _notice_from_event(event: PaymentEvent) -> PaymentNotice:
         comment=meta.get("comment") or "",
         order_reference=meta.get("order_reference") or "",
         amount_minor=event.amount_minor, currency=event.currency,
-        occurred_at=timezone.datetime.fromisoformat(occurred) if occurred else None,
+        occurred_at=datetime.fromisoformat(occurred) if occurred else None,
         data=event.data, body=event.body,
     )
 

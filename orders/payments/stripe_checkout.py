@@ -189,8 +189,9 @@ class StripeCheckoutProvider:
         }
         idempotency_key = f"stars-checkout-{order.public_id}-{attempt}-{expires_ts}"
         try:
+            # A plain dict built above; the library's TypedDict would only restate Stripe's API.
             session = self._client.v1.checkout.sessions.create(
-                params, {"idempotency_key": idempotency_key})
+                params, {"idempotency_key": idempotency_key})  # type: ignore[arg-type]
         except stripe.StripeError as exc:
             raise PaymentProviderError(f"Stripe did not open a checkout: {_error_text(exc)}") from exc
         raw = session.to_dict(for_json=True)

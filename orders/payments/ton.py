@@ -259,9 +259,9 @@ def _toncenter_get(endpoint: str, params: Mapping[str, Any]) -> dict[str, Any]:
     headers = {"Accept": "application/json"}
     if _setting("TON_API_KEY"):
         headers["X-API-Key"] = _setting("TON_API_KEY")
+    timeout = float(_setting("TON_API_TIMEOUT"))
     try:
-        response = requests.get(url, params=params, headers=headers,
-                                timeout=float(_setting("TON_API_TIMEOUT")))
+        response = requests.get(url, params=params, headers=headers, timeout=timeout)
     except requests.RequestException as exc:
         raise PaymentProviderError(f"toncenter unreachable: {exc}") from exc
     if response.status_code != 200:
@@ -376,7 +376,7 @@ class TonPaymentProvider:
         notices: list[PaymentNotice] = []
         settled = (cursor.lt, cursor.tx_hash)
         waiting = False
-        for tx, key in zip(transactions, keys):
+        for tx, key in zip(transactions, keys, strict=True):
             notice = self._notice(tx, key, account, wallet, address_book, invoice_comments)
             if notice is not None and key not in known:
                 notices.append(notice)

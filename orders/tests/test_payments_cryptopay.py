@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
@@ -305,7 +305,7 @@ def test_paid_notice_fields(invoice, cryptopay):
     assert notice.account == invoice.account == "testnet:token-sha256:" + hashlib.sha256(
         cryptopay.token.encode()).hexdigest()[:16]
     assert (notice.amount_minor, notice.currency) == (850, "USD")
-    assert notice.occurred_at == datetime(2030, 1, 1, 10, tzinfo=dt_timezone.utc)
+    assert notice.occurred_at == datetime(2030, 1, 1, 10, tzinfo=UTC)
     assert notice.data["invoice_id"] == int(invoice.provider_invoice_id) and notice.body == body.decode()
 
 
