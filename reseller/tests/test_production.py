@@ -23,6 +23,7 @@ from django.conf import settings
 
 ROOT = Path(settings.BASE_DIR)
 HOST = "shop.example"
+OPERATOR_PASSWORD = secrets.token_urlsafe(16)
 
 
 def _free_port() -> int:
@@ -44,7 +45,9 @@ def production_env(tmp_path_factory) -> dict[str, str]:
         "STATIC_ROOT": str(tmp / "static"),
         # Values a developer's .env or the CI environment might hold must not leak in.
         "REDIS_URL": "", "SENTRY_DSN": "", "TELEGRAM_BOT_TOKEN": "", "DEBUG": "false",
-        "WEB_CONCURRENCY": "1", "WEB_THREADS": "2",
+        # Two worker processes: rate limits must count across them (the shared cache).
+        "WEB_CONCURRENCY": "2", "WEB_THREADS": "2",
+        "SUPPLIER_BASE_URL": f"http://127.0.0.1:{_free_port()}", "SUPPLIER_API_KEY": "sandbox-key",
     }
     return env
 
@@ -70,6 +73,18 @@ def gunicorn(production_env) -> tuple[str, dict[str, str]]:
         assert code == 0, output
     code, output = _finish(_manage(env, "createcachetable"))
     assert code == 0, output
+    # The catalog and an operator, as an operator would add them (demo_setup is refused here).
+    code, output = _finish(_manage(
+        env, "shell", "-c", "from shop.demo import demo_catalog_load; demo_catalog_load()"))
+    assert code == 0, output
+    code, output = _finish(_manage({**env, "DJANGO_SUPERUSER_PASSWORD": OPERATOR_PASSWORD},
+                                   "createsuperuser", "--no-input", "--username", "operator",
+                                   "--email", "operator@shop.example"))
+    assert code == 0, output
+    supplier = subprocess.Popen(
+        [sys.executable, "-m", "fakes.supplier", "--port", env["SUPPLIER_BASE_URL"].rsplit(":", 1)[1],
+         "--db", str(Path(env["STATIC_ROOT"]).parent / "supplier.sqlite3")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
@@ -88,6 +103,7 @@ def gunicorn(production_env) -> tuple[str, dict[str, str]]:
                 time.sleep(0.1)
         yield base, env
     finally:
+        supplier.terminate()
         server.send_signal(signal.SIGTERM)
         try:
             server.communicate(timeout=10)
@@ -141,3 +157,92 @@ def test_https_through_the_proxy_hsts_secure_cookies_and_hashed_static_files(gun
     # A host not in ALLOWED_HOSTS is refused, proxy or not.
     other = requests.get(f"{base}/", headers={**proxied, "Host": "evil.example"}, timeout=5)
     assert other.status_code == 400
+
+
+class Browser:
+    """One client behind the TLS proxy: the proxy's headers, and its own cookie jar.
+
+    requests would not send Secure cookies over the plain HTTP between proxy and gunicorn, so
+    the jar is kept here, as the browser on the far side of the proxy keeps it.
+    """
+
+    def __init__(self, base: str, address: str) -> None:
+        self.base = base
+        self.headers = {"Host": HOST, "X-Forwarded-Proto": "https", "X-Forwarded-For": address,
+                        "Referer": f"https://{HOST}/"}
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, **data: str) -> requests.Response:
+        cookie = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        response = requests.request(method, f"{self.base}{path}", data=data or None, timeout=10,
+                                    headers={**self.headers, "Cookie": cookie},
+                                    allow_redirects=False)
+        for header in response.raw.headers.getlist("Set-Cookie"):
+            name, _, rest = header.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return response
+
+    def get(self, path: str) -> requests.Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, *, form_page: str | None = None, **data: str) -> requests.Response:
+        """POST to `path` with the CSRF token of its page (or of `form_page`), as a form would."""
+        page = form_page or path
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', self.get(page).text)
+        assert token, f"no form on {page}"
+        return self.request("POST", path, csrfmiddlewaretoken=token.group(1), **data)
+
+
+def _choose_standard(browser: Browser) -> None:
+    catalog = browser.get("/").text
+    package = re.search(r'name="package" value="(\d+)"', catalog)
+    assert package, catalog[:500]
+    assert browser.post("/", package=package.group(1)).status_code == 302
+
+
+def test_acceptance_behind_the_proxy(gunicorn):
+    """Issue #8's acceptance, against the production set-up: headers, lockout, limits, owners."""
+    base, _ = gunicorn
+    # CSP and HSTS on the storefront and the admin.
+    for path in ("/", "/admin/login/"):
+        page = Browser(base, "203.0.113.1").get(path)
+        policy = page.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy, policy
+        assert "frame-ancestors 'none'" in policy
+        assert page.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+
+    # The admin locks a user out of one address after repeated wrong passwords, at the 20th at
+    # the latest; the right password is refused from then on.
+    attacker = Browser(base, "198.51.100.7")
+    answers = [attacker.post("/admin/login/", username="operator", password=f"wrong-{n}").status_code
+               for n in range(20)]
+    assert answers[-1] == 429 and 429 in answers[:20], answers
+    right = attacker.post("/admin/login/", username="operator", password=OPERATOR_PASSWORD)
+    assert right.status_code == 429
+    assert "sessionid" not in attacker.cookies
+
+    # Recipient lookups: the 31st in a minute from one address is refused, though every
+    # lookup comes from a fresh session and lands on either of two gunicorn workers.
+    statuses = []
+    for n in range(31):
+        visitor = Browser(base, "192.0.2.55")
+        _choose_standard(visitor)
+        statuses.append(visitor.post("/recipient/", recipient=f"@user_{n:05d}").status_code)
+    assert 429 not in statuses[:30] and statuses[30] == 429, statuses
+
+    # A stranger with the order's link cannot act on it; its buyer can.
+    buyer, stranger = Browser(base, "192.0.2.80"), Browser(base, "192.0.2.81")
+    _choose_standard(buyer)
+    assert buyer.post("/recipient/", recipient="@sandbox_ok").status_code == 302
+    confirm = buyer.get("/confirm/").text
+    token = re.search(r'name="token" value="([^"]+)"', confirm).group(1)
+    placed = buyer.post("/confirm/", token=token, payment_method="sandbox")
+    assert placed.status_code == 302 and placed.headers["Location"].endswith("/pay/")
+    pay_path = placed.headers["Location"].removeprefix(f"https://{HOST}")
+    # Their own session's CSRF token (from any page): CSRF is not what stops them.
+    refused = stranger.post(pay_path, form_page="/", action="cancel")
+    assert refused.status_code == 403
+    status_json = pay_path.removesuffix("pay/") + "status.json"
+    assert buyer.get(status_json).json()["status"] == "awaiting_payment"
+    assert buyer.post(pay_path, action="cancel").status_code == 302
+    assert buyer.get(status_json).json()["status"] == "cancelled"
