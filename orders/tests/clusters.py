@@ -11,6 +11,10 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from orders import services
+from orders.models import Order
+from shop.demo import demo_catalog_load
+
 ROOT = Path(settings.BASE_DIR)
 
 
@@ -85,3 +89,14 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-4000:]
                          for p in sorted(self.log_dir.glob("qcluster-*.log")))
+
+
+def paid_order(recipient: str) -> Order:
+    """A Standard 500 order for `recipient`, paid in test mode: its fulfilment is enqueued."""
+    product = demo_catalog_load()
+    _, info = services.recipient_validate(raw=recipient)
+    order = services.order_create(
+        channel="web", product=product, recipient_input=recipient, recipient=info,
+        payment_method="sandbox", package_id=product.packages.get(quantity=500).pk,
+    )
+    return services.order_pay_sandbox(order=order)  # enqueues on commit: autocommit here

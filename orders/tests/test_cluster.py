@@ -13,7 +13,7 @@ from orders import queue, services
 from orders.models import Order, SupplierAttempt
 from orders.models import OrderStatus as S
 from orders.schedules import schedules_ensure
-from orders.tests.clusters import Cluster, cluster_env
+from orders.tests.clusters import Cluster, cluster_env, paid_order
 from shop.demo import demo_catalog_load
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
@@ -42,16 +42,6 @@ def cluster(sandbox_supplier, settings, tmp_path):
     connection.close()
 
 
-def _paid_order(recipient: str) -> Order:
-    product = demo_catalog_load()
-    _, info = services.recipient_validate(raw=recipient)
-    order = services.order_create(
-        channel="web", product=product, recipient_input=recipient, recipient=info,
-        payment_method="sandbox", package_id=product.packages.get(quantity=500).pk,
-    )
-    return services.order_pay_sandbox(order=order)  # enqueues on commit: autocommit here
-
-
 def _wait_for(order: Order, status: str, cluster: Cluster, seconds: float) -> Order:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -62,13 +52,13 @@ def _wait_for(order: Order, status: str, cluster: Cluster, seconds: float) -> Or
     pytest.fail(f"{order} is {order.status}, not {status}, after {seconds}s\n{cluster.logs()}")
 
 
-def test_cluster_delivers_a_paid_order(cluster, sandbox_supplier):
-    order = _wait_for(_paid_order("@sandbox_ok"), S.DELIVERED, cluster, 30)
+def test_cluster_delivers_apaid_order(cluster, sandbox_supplier):
+    order = _wait_for(paid_order("@sandbox_ok"), S.DELIVERED, cluster, 30)
     assert sandbox_supplier.topup_calls(order.idempotency_key) == 1
 
 
 def test_duplicate_confirmations_and_tasks_place_once(cluster, sandbox_supplier):
-    order = _paid_order("@sandbox_slow")
+    order = paid_order("@sandbox_slow")
     for _ in range(4):
         services.order_pay_sandbox(order=Order.objects.get(pk=order.pk))
         queue.enqueue_fulfilment(order.pk)
@@ -80,7 +70,7 @@ def test_duplicate_confirmations_and_tasks_place_once(cluster, sandbox_supplier)
 
 def test_sigkill_mid_call_then_restart_delivers_once(cluster, sandbox_supplier):
     """Kill -9 the whole cluster while the supplier is answering; the sweeper finishes the job."""
-    order = _paid_order("@sandbox_hold")
+    order = paid_order("@sandbox_hold")
     deadline = time.monotonic() + 30
     while sandbox_supplier.topup_calls(order.idempotency_key) == 0:
         if time.monotonic() > deadline:

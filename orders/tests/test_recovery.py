@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 import pytest
 from django.db import connection
 
-from orders import services
 from orders.leases import DISPATCHED
 from orders.models import Order
 from orders.models import OrderStatus as S
-from orders.tests.clusters import Cluster, cluster_env
+from orders.tests.clusters import Cluster, cluster_env, paid_order
 from orders.transitions import IN_FLIGHT_STATUSES
 from shop.demo import demo_catalog_load
 
@@ -62,16 +61,6 @@ def production_cluster(sandbox_supplier, settings, tmp_path):
     yield cluster
     cluster.stop()
     connection.close()
-
-
-def _paid_order(recipient: str) -> Order:
-    product = demo_catalog_load()
-    _, info = services.recipient_validate(raw=recipient)
-    order = services.order_create(
-        channel="web", product=product, recipient_input=recipient, recipient=info,
-        payment_method="sandbox", package_id=product.packages.get(quantity=500).pk,
-    )
-    return services.order_pay_sandbox(order=order)  # enqueues on commit: autocommit here
 
 
 def _signature(order: Order) -> tuple:
@@ -120,11 +109,11 @@ def _wait_until_worked_on(snapshot: dict[int, tuple], started: float, cluster: C
 def test_crash_loop_recovers_every_paid_order_within_targets(production_cluster, sandbox_supplier):
     cluster = production_cluster
     m = Measurements()
-    orders = [_paid_order(r) for r in ["@sandbox_ok", "@sandbox_slow", "@sandbox_timeout"]]
+    orders = [paid_order(r) for r in ["@sandbox_ok", "@sandbox_slow", "@sandbox_timeout"]]
     cluster.start()
     started = time.monotonic()
     for _ in range(ROUNDS):
-        orders += [_paid_order(r) for r in MID_CALL]
+        orders += [paid_order(r) for r in MID_CALL]
         # Kill while a worker is mid-call (an order claimed for the supplier), or after 8 s.
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline:
@@ -163,7 +152,7 @@ def test_crash_loop_recovers_every_paid_order_within_targets(production_cluster,
 def test_a_stalled_live_worker_loses_its_order_within_15_s(production_cluster, sandbox_supplier):
     cluster = production_cluster
     cluster.start()
-    order = _paid_order("@sandbox_hold")
+    order = paid_order("@sandbox_hold")
     deadline = time.monotonic() + 20
     while True:
         order.refresh_from_db()
