@@ -133,14 +133,14 @@ def stripe_client(fake: FakeStripe) -> stripe.StripeClient:
                                max_network_retries=0)
 
 
-def create_session(client: stripe.StripeClient, key: str) -> Any:
+def create_session(client: stripe.StripeClient, key: str, expires_at: int) -> Any:
     return client.v1.checkout.sessions.create({
         "mode": "payment",
         "line_items": [{"price_data": {"currency": "usd", "unit_amount": 850,
                                        "product_data": {"name": "500 Telegram Stars"}},
                         "quantity": 1}],
         "success_url": "http://shop.test/orders/x/?session={CHECKOUT_SESSION_ID}",
-        "expires_at": int(time.time()) + 40 * 60,
+        "expires_at": expires_at,
     }, {"idempotency_key": key})
 
 
@@ -148,13 +148,15 @@ def test_a_restarted_stripe_keeps_sessions_events_and_idempotency_keys(
     fake_stripe: FakeStripe, webhook_receiver: WebhookReceiver
 ) -> None:
     client = stripe_client(fake_stripe)
-    waiting = create_session(client, "order-1")
-    paid = create_session(client, "order-2")
+    # One expiry for both calls with a key: a replay must repeat its parameters exactly.
+    expires_at = int(time.time()) + 40 * 60
+    waiting = create_session(client, "order-1", expires_at)
+    paid = create_session(client, "order-2", expires_at)
     completed = fake_stripe.complete(paid.id)
     fake_stripe.restart()
     assert client.v1.checkout.sessions.retrieve(waiting.id).status == "open"
     assert client.v1.checkout.sessions.retrieve(paid.id).payment_status == "paid"
-    assert create_session(client, "order-1").id == waiting.id  # replayed, not a new session
+    assert create_session(client, "order-1", expires_at).id == waiting.id  # replayed, not a new session
     stored = fake_stripe.event(completed["event_id"])
     assert stored["body"] == webhook_receiver.received[0].body.decode()
     assert fake_stripe.resend(completed["event_id"])["delivery"]["status"] == 200
