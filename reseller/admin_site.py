@@ -4,11 +4,15 @@ Staff choose whether to add an authenticator (`manage.py admin_totp <username>`)
 a confirmed device, the admin only lets in sessions that gave its code. Where
 ADMIN_TOTP_REQUIRED_FOR_SUPERUSERS is on (always in production) a superuser without one is
 refused until an operator runs that command on the server.
+
+The admin home also shows the operator's problem queues, each count linking to its orders.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
@@ -17,10 +21,15 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.signals import user_login_failed
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.translation import gettext, gettext_lazy as _
 from django_otp import devices_for_user
 from django_otp.forms import OTPAuthenticationFormMixin
 from django_otp.models import Device
+
+from orders import selectors
+from orders.models import OrderStatus, Payment
 
 
 def login_client_ip(request: HttpRequest) -> str | None:
@@ -122,6 +131,63 @@ class ResellerAdminSite(admin.AdminSite):
         if request.user.is_authenticated and request.user.is_staff and totp_setup_required(request.user):
             context["totp_setup_message"] = totp_setup_message(request.user)
         return super().login(request, context)
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
+        context = dict(extra_context or {})
+        if request.user.has_perm("orders.view_order"):
+            # Not yet in reseller/settings.py (owned elsewhere): 10 minutes until it is.
+            minutes = getattr(settings, "CONSOLE_UNDELIVERED_MINUTES", 10)
+            counts = selectors.problem_queue_counts(undelivered_minutes=minutes)
+            context["problem_queues"] = problem_queues(counts, undelivered_minutes=minutes)
+        return super().index(request, context)
+
+
+@dataclass(frozen=True)
+class ProblemQueue:
+    """One line of the admin home's problem queues: what, how many, and the filtered list."""
+
+    label: str
+    count: int
+    url: str
+
+
+def problem_queues(counts: selectors.ProblemQueueCounts, *, undelivered_minutes: int) -> list[ProblemQueue]:
+    """The admin home's queue lines, each linking to the changelist filtered to that queue."""
+    orders = reverse("admin:orders_order_changelist")
+    payments = reverse("admin:orders_payment_changelist")
+
+    def link(changelist: str, **lookups: str) -> str:
+        return f"{changelist}?{urlencode(lookups)}"
+
+    on_hold, review = OrderStatus.ON_HOLD.value, OrderStatus.REVIEW.value
+    return [
+        ProblemQueue(gettext("On hold"), counts.on_hold, link(orders, status__exact=on_hold)),
+        ProblemQueue(gettext("On hold: supplier balance too low"), counts.on_hold_balance,
+                     link(orders, status__exact=on_hold,
+                          status_reason=selectors.HOLD_REASON_BALANCE)),
+        ProblemQueue(gettext("On hold: supplier rejected our credentials"),
+                     counts.on_hold_credentials,
+                     link(orders, status__exact=on_hold,
+                          status_reason=selectors.HOLD_REASON_CREDENTIALS)),
+        ProblemQueue(gettext("Outcome unknown"), counts.unknown,
+                     link(orders, status__exact=OrderStatus.UNKNOWN.value)),
+        ProblemQueue(gettext("Needs review"), counts.review, link(orders, status__exact=review)),
+        ProblemQueue(gettext("Late payments (in review)"), counts.late_payments,
+                     link(orders, status__exact=review,
+                          status_reason__startswith=selectors.LATE_PAYMENT_REASON_PREFIX)),
+        ProblemQueue(gettext("Failed, awaiting refund"), counts.failed_awaiting_refund,
+                     link(orders, status__in=f"{OrderStatus.FAILED.value},"
+                                             f"{OrderStatus.REFUND_PENDING.value}")),
+        # The cutoff is the one counted: the list shows the same orders, not those added since.
+        ProblemQueue(
+            gettext("Paid, not delivered after %(minutes)d minutes") % {"minutes": undelivered_minutes},
+            counts.paid_undelivered,
+            link(orders, status__in=",".join(status.value for status in selectors.UNDELIVERED_STATUSES),
+                 paid_at__lt=counts.undelivered_cutoff.isoformat())),
+        ProblemQueue(gettext("Overpaid: excess to refund (payments)"), counts.overpaid_payments,
+                     link(payments, excess_minor__gt="0",
+                          status__exact=Payment.Status.CONFIRMED.value)),
+    ]
 
 
 def lockout_response(request: HttpRequest, original_response: HttpResponse | None,
