@@ -1,6 +1,7 @@
 """Orders, their audit trail, payments and every call that places a top-up."""
 
 import uuid
+from decimal import Decimal
 
 from django.db import models
 from django.db.models import Q
@@ -20,6 +21,13 @@ class OrderStatus(models.TextChoices):
     REFUNDED = "refunded", "Refunded"
     EXPIRED = "expired", "Expired"
     CANCELLED = "cancelled", "Cancelled"
+
+
+# Orders that ended without our money, or whose money is going back: they earn no margin.
+NO_MARGIN_STATUSES = frozenset({
+    OrderStatus.EXPIRED, OrderStatus.CANCELLED, OrderStatus.FAILED,
+    OrderStatus.REFUND_PENDING, OrderStatus.REFUNDED,
+})
 
 
 class Channel(models.TextChoices):
@@ -108,7 +116,16 @@ class Order(models.Model):
         return self.recipient_username or self.recipient_user_id
 
     @property
-    def margin(self):
+    def margin(self) -> Decimal:
+        """What the order earns: price − cost − payment fee once paid, else zero.
+
+        Zero for an order never paid (no paid_at: awaiting payment, expired, cancelled, or a
+        mismatched payment still in review) and for one whose money went or is going back
+        (failed, refund pending, refunded): such an order earns nothing. A paid order on its
+        way (or on hold, or in review after payment) counts what it is expected to earn.
+        """
+        if self.paid_at is None or self.status in NO_MARGIN_STATUSES:
+            return Decimal("0.00")
         return self.price - self.cost - self.payment_fee
 
 

@@ -1,18 +1,20 @@
-"""The operator's console: pages render, orders are read-only, actions go through services."""
+"""The operator's console: pages render, orders are read-only, search finds them by any handle.
+
+The list's actions are tested in test_admin_actions.py.
+"""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from orders.models import Order, OrderEvent
+from bots.models import TelegramUser
+from orders.models import Order, OrderEvent, Payment, PaymentEvent, PaymentInvoice
 from orders.models import OrderStatus as S
 
-
-@pytest.fixture
-def jobs(monkeypatch):
-    recorded: list[tuple[str, int]] = []
-    monkeypatch.setattr("orders.queue.enqueue_fulfilment", lambda pk: recorded.append(("fulfil", pk)))
-    monkeypatch.setattr("orders.queue.enqueue_refund", lambda pk: recorded.append(("refund", pk)))
-    return recorded
+CHANGELIST = "admin:orders_order_changelist"
 
 
 def test_order_pages_render_with_timeline(admin_client, make_order):
@@ -26,14 +28,6 @@ def test_order_pages_render_with_timeline(admin_client, make_order):
     assert change.status_code == 200
     assert "Payment confirmed by sandbox" in body
     assert 'name="status"' not in body  # status is read-only: only services move it
-
-
-@pytest.mark.parametrize("query", ["ORD-", "100000001", "sandbox_ok"])
-def test_order_search(admin_client, make_order, query):
-    order = make_order(S.DELIVERED)
-    term = order.reference if query == "ORD-" else query
-    response = admin_client.get(reverse("admin:orders_order_changelist"), {"q": term})
-    assert order.reference in response.content.decode()
 
 
 def test_order_filters(admin_client, make_order):
@@ -50,41 +44,6 @@ def test_orders_cannot_be_added_or_deleted(admin_client, make_order):
     assert admin_client.get(reverse("admin:orders_order_delete", args=[order.pk])).status_code == 403
 
 
-def test_resume_action_uses_the_service(admin_client, make_order, jobs, django_capture_on_commit_callbacks):
-    held, delivered = make_order(S.ON_HOLD), make_order(S.DELIVERED)
-    with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(
-        reverse("admin:orders_order_changelist"),
-            {"action": "resume_fulfilment", "_selected_action": [held.pk, delivered.pk]},
-            follow=True,
-        )
-    assert response.status_code == 200
-    held.refresh_from_db()
-    delivered.refresh_from_db()
-    assert held.status == S.PAID and delivered.status == S.DELIVERED
-    event = OrderEvent.objects.get(order=held)
-    assert event.actor == "admin:admin" and event.to_status == S.PAID
-    assert jobs == [("fulfil", held.pk)]
-
-
-def test_refund_action(admin_client, make_order, jobs, django_capture_on_commit_callbacks):
-    review = make_order(S.REVIEW)
-    with django_capture_on_commit_callbacks(execute=True):
-        admin_client.post(reverse("admin:orders_order_changelist"),
-                          {"action": "start_refund", "_selected_action": [review.pk]})
-    review.refresh_from_db()
-    assert review.status == S.REFUND_PENDING
-    assert jobs == [("refund", review.pk)]
-
-
-def test_cancel_action_only_touches_unpaid(admin_client, make_order, jobs):
-    unpaid, paid = make_order(S.AWAITING_PAYMENT), make_order(S.PAID)
-    admin_client.post(reverse("admin:orders_order_changelist"),
-                      {"action": "cancel_unpaid", "_selected_action": [unpaid.pk, paid.pk]})
-    assert Order.objects.get(pk=unpaid.pk).status == S.CANCELLED
-    assert Order.objects.get(pk=paid.pk).status == S.PAID
-
-
 def test_catalog_admin_pages(admin_client, catalog):
     for name in ("admin:shop_product_changelist", "admin:shop_package_changelist",
                  "admin:shop_supplier_changelist", "admin:orders_supplierattempt_changelist",
@@ -92,3 +51,112 @@ def test_catalog_admin_pages(admin_client, catalog):
                  "admin:orders_paymentinvoice_changelist"):
         assert admin_client.get(reverse(name)).status_code == 200
     assert admin_client.get(reverse("admin:shop_product_change", args=[catalog.pk])).status_code == 200
+
+
+# --- Margin ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "paid", "margin"), [
+    (S.DELIVERED, True, Decimal("0.08")),
+    (S.PAID, True, Decimal("0.08")),
+    (S.ON_HOLD, True, Decimal("0.08")),
+    (S.REVIEW, True, Decimal("0.08")),
+    (S.REVIEW, False, Decimal("0")),  # a mismatched payment not yet accepted
+    (S.AWAITING_PAYMENT, False, Decimal("0")),
+    (S.EXPIRED, False, Decimal("0")),
+    (S.CANCELLED, False, Decimal("0")),
+    (S.FAILED, True, Decimal("0")),
+    (S.REFUND_PENDING, True, Decimal("0")),
+    (S.REFUNDED, True, Decimal("0")),
+])
+def test_margin_counts_only_money_we_keep(make_order, status, paid, margin):
+    order = make_order(status, payment_fee=Decimal("0.17"),
+                       paid_at=timezone.now() if paid else None)
+    assert order.margin == margin  # 8.50 price - 8.25 cost - 0.17 fee
+
+
+def test_a_refunded_order_shows_no_margin(admin_client, make_order):
+    order = make_order(S.REFUNDED, paid_at=timezone.now())
+    body = admin_client.get(reverse("admin:orders_order_change", args=[order.pk])).content.decode()
+    assert "0.00 USD" in body and "0.25 USD" not in body
+
+
+# --- What the list and the page show -------------------------------------------------------
+
+
+def test_recipient_column_is_headed_recipient(admin_client, make_order):
+    make_order(S.PAID)
+    body = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert "Recipient</a>" in body and "RECIPIENT DISPLAY" not in body.upper()
+
+
+def test_times_are_shown_to_the_second_with_the_zone(admin_client, make_order):
+    at = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+    order = make_order(S.DELIVERED, paid_at=at + timedelta(seconds=1),
+                       delivered_at=at + timedelta(seconds=2))
+    Order.objects.filter(pk=order.pk).update(created_at=at, status_changed_at=at + timedelta(seconds=3))
+    event = OrderEvent.objects.create(order=order, from_status=S.PAID, to_status=S.DELIVERED,
+                                      actor="worker", reason="Delivered")
+    OrderEvent.objects.filter(pk=event.pk).update(created_at=at + timedelta(seconds=4))
+    listed = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert "2025-03-04 05:06:07 UTC" in listed and "2025-03-04 05:06:10 UTC" in listed
+    page = admin_client.get(reverse("admin:orders_order_change", args=[order.pk])).content.decode()
+    for second in range(7, 12):  # created, paid, delivered, status changed, the timeline's event
+        assert f"2025-03-04 05:06:{second:02d} UTC" in page
+
+
+# --- Search --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def found_order(make_order):
+    """An order with every handle an operator may search by, and one that shares none."""
+    make_order(S.DELIVERED, recipient_user_id="100000009", recipient_username="@someone_else",
+               buyer_telegram_id=300000009)
+    order = make_order(S.DELIVERED, recipient_user_id="100000001", recipient_username="@sandbox_ok",
+                       buyer_telegram_id=300000001)
+    TelegramUser.objects.create(telegram_id=300000001, username="Buyer_Bob")
+    TelegramUser.objects.create(telegram_id=300000009, username="buyer_other")
+    invoice = PaymentInvoice.objects.create(
+        order=order, provider="ton", account="testnet:wallet", provider_invoice_id="inv-77",
+        comment="st-4f2a9c", amount_minor=5_000_000_000, currency="TON", exponent=9,
+        expires_at=timezone.now())
+    event = PaymentEvent.objects.create(provider="ton", event_key="lt-48213:9f1c", kind="transfer",
+                                        order=order, invoice=invoice)
+    Payment.objects.create(order=order, invoice=invoice, event=event, provider="ton",
+                           provider_reference="9f1cabc0ffee", amount=Decimal("5"), currency="TON")
+    return order
+
+
+@pytest.mark.parametrize("term", [
+    "reference", "100000001", "sandbox_ok", "@sandbox_ok", "300000001", "buyer_bob", "@Buyer_Bob",
+    "inv-77", "st-4f2a9c", "9f1cabc0ffee", "lt-48213:9f1c",
+])
+def test_order_search_by_every_handle(admin_client, found_order, term):
+    term = found_order.reference if term == "reference" else term
+    response = admin_client.get(reverse(CHANGELIST), {"q": term})
+    assert [order.pk for order in response.context["cl"].result_list] == [found_order.pk]
+
+
+def test_buyer_username_search_keeps_the_list_filters(admin_client, found_order):
+    response = admin_client.get(reverse(CHANGELIST), {"q": "buyer_bob", "status__exact": S.PAID})
+    assert list(response.context["cl"].result_list) == []
+
+
+@pytest.mark.parametrize("term", ["", "ORD", "buyer_bob"])
+def test_changelist_queries_do_not_grow_with_orders(admin_client, make_order, term,
+                                                    django_assert_max_num_queries):
+    TelegramUser.objects.create(telegram_id=300000001, username="buyer_bob")
+    for number in range(50):
+        order = make_order(S.DELIVERED, buyer_telegram_id=300000001)
+        PaymentInvoice.objects.create(order=order, provider="sandbox", provider_invoice_id=f"i{number}",
+                                      amount_minor=850, currency="USD", exponent=2,
+                                      expires_at=timezone.now())
+        Payment.objects.create(order=order, provider="sandbox", provider_reference=f"p{number}",
+                               amount=Decimal("8.50"), currency="USD")
+    # Ten today, none per order: session, user, OTP devices, the two counts, the page, the
+    # date hierarchy's two and the payment-method filter's choices.
+    with django_assert_max_num_queries(12):
+        response = admin_client.get(reverse(CHANGELIST), {"q": term} if term else {})
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == (0 if term == "ORD" else 50)
