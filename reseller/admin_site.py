@@ -136,7 +136,7 @@ class ResellerAdminSite(admin.AdminSite):
         context = dict(extra_context or {})
         if request.user.has_perm("orders.view_order"):
             # Not yet in reseller/settings.py (owned elsewhere): 10 minutes until it is.
-            minutes = getattr(settings, "CONSOLE_UNDELIVERED_MINUTES", 10)
+            minutes = settings.CONSOLE_UNDELIVERED_MINUTES
             counts = selectors.problem_queue_counts(undelivered_minutes=minutes)
             context["problem_queues"] = problem_queues(counts, undelivered_minutes=minutes)
         return super().index(request, context)

@@ -366,6 +366,8 @@ FULFILMENT_UNKNOWN_GRACE_SECONDS = env.float(
     "FULFILMENT_UNKNOWN_GRACE_SECONDS", default=SUPPLIER_TIMEOUT + 5
 )
 SWEEP_EVERY_MINUTES = env.int("SWEEP_EVERY_MINUTES", default=1)
+# The admin home's queue of paid orders not delivered after this many minutes.
+CONSOLE_UNDELIVERED_MINUTES = env.int("CONSOLE_UNDELIVERED_MINUTES", default=10)
 
 # --- TON payments ------------------------------------------------------------------------
 # One wallet + a unique comment per invoice, read from toncenter v3 by payments_poll.
