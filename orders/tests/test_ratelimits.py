@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.cache import caches
 from django.core.cache.backends.db import DatabaseCache
+from django.core.management import call_command
 from django.db import connection, connections
 from django.test import RequestFactory
 
@@ -18,6 +19,7 @@ from orders import services
 from orders.exceptions import InvalidRecipient, InvalidRecipientInput, RecipientLookupLimited
 from orders.models import OrderStatus as S
 from orders.suppliers.base import RecipientInfo
+from orders.tests.clusters import database_env
 from reseller import ratelimits
 from reseller.ratelimits import Limit, Rate, client_ip, limits_hit, rates_parse
 
@@ -91,6 +93,8 @@ def database_cache(settings):
     """The cache production uses without Redis: a table in the database."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
                                    "LOCATION": "django_cache"}}
+    # The test database has the table only when the settings chose it (not with REDIS_URL).
+    call_command("createcachetable")
     cache = caches["default"]
     assert isinstance(cache, DatabaseCache)
     cache.clear()
@@ -159,7 +163,7 @@ def _env(**overrides: str) -> dict[str, str]:
 @pytest.mark.django_db(transaction=True)
 def test_two_processes_share_one_count(database_cache):
     """Two gunicorn workers, say: each allows what the other has not used, 30 in all."""
-    env = _env(SQLITE_PATH=str(connection.settings_dict["NAME"]))
+    env = _env(**database_env())  # this test database, SQLite or PostgreSQL; no Redis
     start_at = str(time.time() + 4)
     processes = [subprocess.Popen([sys.executable, "-c", COUNTING_PROCESS, start_at], cwd=ROOT, env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
