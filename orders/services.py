@@ -594,7 +594,9 @@ def _resolve_unknown(step: _Step) -> None:
         return
     settle_at = order.status_changed_at + _unknown_grace()
     if _now() < settle_at:
-        _retry_later(step, None, settle_at - _now(), status=S.UNKNOWN)
+        # Looked up again at least every FULFILMENT_POLL_MAX_SECONDS meanwhile: it may appear.
+        wait = min(settle_at - _now(), timedelta(seconds=settings.FULFILMENT_POLL_MAX_SECONDS))
+        _retry_later(step, None, wait, status=S.UNKNOWN)
         return
     step.order = order_transition(
         order=order, to_status=S.PAID, actor=step.actor, expected_status=S.UNKNOWN,
@@ -643,7 +645,8 @@ def _apply_supplier_order(step: _Step, found: SupplierOrder, *, expected: str) -
         )
     else:
         waited = (_now() - order.status_changed_at).total_seconds() if expected == S.PROCESSING else 0
-        delay = timedelta(seconds=min(15.0, max(settings.FULFILMENT_POLL_FIRST_DELAY, waited / 2)))
+        delay = timedelta(seconds=min(settings.FULFILMENT_POLL_MAX_SECONDS,
+                                      max(settings.FULFILMENT_POLL_FIRST_DELAY, waited / 2)))
         if order.status != S.PROCESSING:
             step.order = order_transition(
                 order=order, to_status=S.PROCESSING, actor=step.actor, expected_status=expected,

@@ -180,7 +180,7 @@ def problem_queues(counts: selectors.ProblemQueueCounts, *, undelivered_minutes:
                                              f"{OrderStatus.REFUND_PENDING.value}")),
         # The cutoff is the one counted: the list shows the same orders, not those added since.
         ProblemQueue(
-            gettext("Paid, not delivered after %(minutes)d minutes") % {"minutes": undelivered_minutes},
+            gettext("Paid, not delivered after %(minutes)s minutes") % {"minutes": undelivered_minutes},
             counts.paid_undelivered,
             link(orders, status__in=",".join(status.value for status in selectors.UNDELIVERED_STATUSES),
                  paid_at__lt=counts.undelivered_cutoff.isoformat())),

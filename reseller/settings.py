@@ -358,6 +358,9 @@ RECOVERY_TICK_SECONDS = env.float("RECOVERY_TICK_SECONDS", default=1.0)
 # short, so a stopping cluster waits for little (it lets running tasks finish).
 FULFILMENT_POLL_BUDGET_SECONDS = env.float("FULFILMENT_POLL_BUDGET_SECONDS", default=10)
 FULFILMENT_POLL_FIRST_DELAY = env.float("FULFILMENT_POLL_FIRST_DELAY", default=0.5)
+# The longest an in-flight order waits for its next look (a poll, a lookup): so an order whose
+# worker died is due again within seconds of the cluster's restart, whatever it was waiting for.
+FULFILMENT_POLL_MAX_SECONDS = env.float("FULFILMENT_POLL_MAX_SECONDS", default=5.0)
 # An order still not delivered after this long goes to review for an operator.
 FULFILMENT_GIVE_UP_HOURS = env.int("FULFILMENT_GIVE_UP_HOURS", default=24)
 # After an unknown outcome, how long a lookup that finds nothing must wait before we conclude
