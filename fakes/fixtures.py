@@ -136,3 +136,23 @@ def supplier_client(sandbox_supplier: SandboxSupplier) -> HttpSupplierClient:
     return HttpSupplierClient(
         base_url=sandbox_supplier.url, api_key=sandbox_supplier.api_key, timeout=2.0
     )
+
+
+@pytest.fixture
+def validate_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The shop's real supplier client, with every /validate-user call it makes recorded."""
+    from orders import services
+
+    calls: list[str] = []
+    real = services.get_supplier_client
+
+    class Recording:
+        def __init__(self, client: Any) -> None:
+            self.client = client
+
+        def validate_recipient(self, recipient: str) -> Any:
+            calls.append(recipient)
+            return self.client.validate_recipient(recipient)
+
+    monkeypatch.setattr(services, "get_supplier_client", lambda: Recording(real()))
+    return calls

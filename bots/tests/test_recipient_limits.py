@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 
 from bots.models import TelegramUser
-from orders import services
 from orders.models import Order
 
 LIMITED = "Too many account checks. Please wait a few minutes and try again, or /cancel."
-
-
-@pytest.fixture
-def validate_calls(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    real = services.get_supplier_client
-
-    class Recording:
-        def __init__(self, client):
-            self.client = client
-
-        def validate_recipient(self, recipient: str):
-            calls.append(recipient)
-            return self.client.validate_recipient(recipient)
-
-    monkeypatch.setattr(services, "get_supplier_client", lambda: Recording(real()))
-    return calls
 
 
 def test_typed_recipients_are_limited_per_telegram_user(bot, sandbox_supplier, validate_calls,

@@ -8,31 +8,11 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.html import escape
 
-from orders import services
-from orders.suppliers.base import RecipientInfo
 from shop import views
 from shop.tests.conftest import Buyer, page
 
 LIMITED = escape(str(views.MSG_LOOKUPS_LIMITED))
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="[^"]*"')
-
-
-@pytest.fixture
-def validate_calls(monkeypatch) -> list[str]:
-    """The real sandbox client, with every /validate-user call recorded."""
-    calls: list[str] = []
-    real = services.get_supplier_client
-
-    class Recording:
-        def __init__(self, client):
-            self.client = client
-
-        def validate_recipient(self, recipient: str) -> RecipientInfo:
-            calls.append(recipient)
-            return self.client.validate_recipient(recipient)
-
-    monkeypatch.setattr(services, "get_supplier_client", lambda: Recording(real()))
-    return calls
 
 
 def fresh_buyer(standard, **client_kwargs) -> Buyer:
