@@ -99,6 +99,10 @@ class Order(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "next_action_at"], name="order_status_next_idx")]
+        permissions = [
+            ("view_report", "Can view the dashboard and the margin report"),
+            ("export_order", "Can export orders as CSV"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(stars__gt=0), name="order_stars_positive"),
             models.CheckConstraint(condition=Q(price__gt=0), name="order_price_positive"),
@@ -256,6 +260,9 @@ class Payment(models.Model):
     refund_reference = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     refunded_at = models.DateTimeField(null=True, blank=True)
+    # The overpaid part (excess_minor) sent back on its own, while the order kept the rest.
+    excess_refund_reference = models.CharField(max_length=200, blank=True)
+    excess_refunded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
