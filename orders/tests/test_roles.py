@@ -1,4 +1,4 @@
-"""The console's roles from migration 0006: Operators work orders; Managers also edit the catalog."""
+"""The console's roles from migrations 0006 and 0007: Operators work orders; Managers also edit the catalog."""
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -13,9 +13,10 @@ ORDERS_MODELS = ("order", "orderevent", "paymentinvoice", "paymentevent", "payme
 SHOP_MODELS = ("product", "package", "supplier")
 VIEW_ALL = ({f"orders.view_{model}" for model in ORDERS_MODELS}
             | {f"shop.view_{model}" for model in SHOP_MODELS})
-OPERATOR = VIEW_ALL | {"orders.change_order", "orders.add_orderevent"}
+OPERATOR = VIEW_ALL | {"orders.change_order", "orders.add_orderevent", "orders.export_order"}
+# Reports (migration 0007) are the Managers' alone.
 MANAGER = OPERATOR | {f"shop.{action}_{model}" for model in SHOP_MODELS
-                      for action in ("add", "change")}
+                      for action in ("add", "change")} | {"orders.view_report"}
 
 
 def codenames(group: Group) -> set[str]:
