@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -97,7 +98,7 @@ class _Timeline:
         self.delivered_at: datetime | None = None
 
     def move(self, at: datetime, to_status: str, reason: str, actor: str = DEMO_ACTOR,
-             **fields: object) -> None:
+             **fields: Any) -> None:
         self.order = order_transition(order=self.order, to_status=to_status, actor=actor,
                                       reason=reason, expected_status=self.order.status, **fields)
         self.times.append(at)

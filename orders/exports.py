@@ -12,6 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import PAGE_VAR
 from django.core.exceptions import PermissionDenied
@@ -110,7 +111,7 @@ def margin_report_filename(period: ReportPeriod) -> str:
     return f"margin-{period.date_from.isoformat()}-{period.date_to.isoformat()}.csv"
 
 
-class OrderExportMixin:
+class OrderExportMixin(admin.ModelAdmin):
     """An order ModelAdmin's "Export CSV": the changelist's own filters and search, every page.
 
     The link (templates/admin/orders/order/change_list.html) carries the changelist's query
@@ -119,20 +120,21 @@ class OrderExportMixin:
     """
 
     def get_urls(self) -> list[URLPattern]:
-        urls = super().get_urls()  # type: ignore[misc]
-        export = path("export/", self.admin_site.admin_view(self.export_csv_view),  # type: ignore[attr-defined]
+        urls = super().get_urls()
+        export = path("export/", self.admin_site.admin_view(self.export_csv_view),
                       name="orders_order_export")
         return [export, *urls]
 
     def export_csv_view(self, request: HttpRequest) -> StreamingHttpResponse | HttpResponseBadRequest:
         if not (request.user.has_perm("orders.export_order")
-                and self.has_view_or_change_permission(request)):  # type: ignore[attr-defined]
+                and self.has_view_or_change_permission(request)):
             raise PermissionDenied
         # Every page: the list's page number is not a filter.
-        request.GET = request.GET.copy()
-        request.GET.pop(PAGE_VAR, None)
+        query = request.GET.copy()
+        query.pop(PAGE_VAR, None)
+        request.GET = query  # type: ignore[assignment]
         try:
-            changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]
+            changelist = self.get_changelist_instance(request)
         except IncorrectLookupParameters:
             return HttpResponseBadRequest(gettext("These filters are not valid for the order list."))
         orders = (changelist.queryset.select_related(None).prefetch_related(None)

@@ -7,7 +7,7 @@ static/js/dashboard.js (Chart.js, served locally) draw. Both need `orders.view_r
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -40,11 +40,14 @@ class ReportPeriodForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         everything = [("", gettext("All"))]
-        self.fields["channel"].choices = everything + list(Channel.choices)
-        self.fields["payment_method"].choices = everything + [
-            (code, conf.get("label", code)) for code, conf in settings.PAYMENT_METHODS.items()]
-        self.fields["package"].choices = everything + [
-            (name, name) for name in report_package_names()]
+        choices = {
+            "channel": list(Channel.choices),
+            "payment_method": [(code, conf.get("label", code))
+                               for code, conf in settings.PAYMENT_METHODS.items()],
+            "package": [(name, name) for name in report_package_names()],
+        }
+        for name, values in choices.items():
+            cast(forms.ChoiceField, self.fields[name]).choices = everything + values
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
