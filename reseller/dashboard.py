@@ -81,7 +81,9 @@ def _require_report_permission(request: HttpRequest) -> None:
 def dashboard_view(request: HttpRequest, *, site: AdminSite) -> TemplateResponse:
     """Revenue, costs, fees and margin, per day and split, with delivery times and outcome rates."""
     _require_report_permission(request)
-    form = ReportPeriodForm(request.GET or None)
+    default = period_default()
+    form = ReportPeriodForm(request.GET or None,
+                            initial={"date_from": default.date_from, "date_to": default.date_to})
     period = form.period()
     dashboard = dashboard_figures(period)
     context = {

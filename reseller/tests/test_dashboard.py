@@ -175,3 +175,11 @@ def test_the_page_takes_as_many_queries_for_thousands_of_orders(login, catalog):
     assert sum(day.placed for day in response.context["dashboard"].days) == 3000
     assert len(many) == len(few)
     assert response.context["period"].date_from == date(2025, 12, 1)
+
+
+
+def test_the_form_shows_the_default_period(login, hand_orders):
+    page = login("Managers").get(DASHBOARD).content.decode()
+    default = period_default()
+    assert f'name="date_from" value="{default.date_from.isoformat()}"' in page
+    assert f'name="date_to" value="{default.date_to.isoformat()}"' in page
