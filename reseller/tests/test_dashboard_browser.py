@@ -1,7 +1,7 @@
 """The dashboard in headless Chromium: Chart.js from our static files draws both charts under the CSP."""
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Permission
 
 from orders.demo import demo_orders_load
 from orders.reports import margin_totals, period_default
@@ -15,8 +15,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_the_charts_draw_and_nothing_is_blocked(browser, live_server, catalog, client,  # noqa: F811
                                                  django_user_model, settings, tmp_path):
     demo_orders_load()
+    # The permission, not the Managers group: a transactional test before this one may have
+    # flushed the rows the group's data migration made (permissions come back on flush).
     manager = django_user_model.objects.create_user(username="manager", is_staff=True)
-    manager.groups.add(Group.objects.get(name="Managers"))
+    manager.user_permissions.add(Permission.objects.get(codename="view_report"))
     client.force_login(manager)
     context, tab = _new_page(browser, live_server)
     context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "url": live_server.url,
