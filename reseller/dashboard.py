@@ -52,8 +52,13 @@ class ReportPeriodForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         default = period_default()
-        date_from = cleaned.get("date_from") or default.date_from
-        date_to = cleaned.get("date_to") or max(default.date_to, date_from)
+        date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
+        # One end given: the other makes a default-length period with it (up to today).
+        if date_from is None:
+            date_from = default.date_from if date_to is None else date_to - (
+                default.date_to - default.date_from)
+        if date_to is None:
+            date_to = max(default.date_to, date_from)
         if date_from > date_to:
             raise forms.ValidationError(gettext("The period ends before it starts."))
         if date_to - date_from > timedelta(days=MAX_PERIOD_DAYS - 1):

@@ -183,3 +183,18 @@ def test_the_form_shows_the_default_period(login, hand_orders):
     default = period_default()
     assert f'name="date_from" value="{default.date_from.isoformat()}"' in page
     assert f'name="date_to" value="{default.date_to.isoformat()}"' in page
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"date_to": "2026-01-11"}, (date(2026, 1, 5), date(2026, 1, 11))),
+    ({"date_from": "2026-01-10", "date_to": "2026-01-10"}, (date(2026, 1, 10), date(2026, 1, 10))),
+])
+def test_one_end_of_the_period_is_enough(login, hand_orders, query, expected):
+    period = login("Managers").get(DASHBOARD, query).context["period"]
+    assert (period.date_from, period.date_to) == expected
+
+
+def test_a_period_longer_than_a_year_is_refused(login, hand_orders):
+    response = login("Managers").get(DASHBOARD, {"date_from": "2025-01-01", "date_to": "2026-01-11"})
+    assert "Choose a period of at most 366 days." in response.content.decode()
+    assert response.context["period"] == period_default()
