@@ -14,6 +14,7 @@ from django.utils import dateformat, timezone
 from bots.models import TelegramUser
 from orders import services
 from orders.exceptions import OrderError
+from orders.exports import OrderExportMixin
 from orders.models import (
     Order,
     OrderEvent,
@@ -208,7 +209,7 @@ def _found_elsewhere(handle: str) -> Q:
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(OrderExportMixin, admin.ModelAdmin):
     list_display = ("reference", "status", "channel", "stars", "recipient", "price",
                     "currency", "payment_method", "created", "status_changed")
     list_filter = ("status", "channel", "payment_method", ("created_at", admin.DateFieldListFilter))

@@ -11,6 +11,7 @@ The admin home also shows the operator's problem queues, each count linking to i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,7 +23,7 @@ from django.contrib.auth.signals import user_login_failed
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils.translation import gettext, gettext_lazy as _
 from django_otp import devices_for_user
 from django_otp.forms import OTPAuthenticationFormMixin
@@ -30,6 +31,7 @@ from django_otp.models import Device
 
 from orders import selectors
 from orders.models import OrderStatus, Payment
+from reseller import dashboard
 
 
 def login_client_ip(request: HttpRequest) -> str | None:
@@ -131,6 +133,16 @@ class ResellerAdminSite(admin.AdminSite):
         if request.user.is_authenticated and request.user.is_staff and totp_setup_required(request.user):
             context["totp_setup_message"] = totp_setup_message(request.user)
         return super().login(request, context)
+
+    def get_urls(self) -> list[URLPattern | URLResolver]:
+        # The dashboard and its margin report: admin pages of their own, not of a model.
+        return [
+            path("dashboard/", self.admin_view(partial(dashboard.dashboard_view, site=self)),
+                 name="dashboard"),
+            path("dashboard/margin.csv", self.admin_view(dashboard.margin_report_view),
+                 name="dashboard_margin_csv"),
+            *super().get_urls(),
+        ]
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         context = dict(extra_context or {})

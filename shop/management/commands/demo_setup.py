@@ -1,4 +1,4 @@
-"""Load the demo catalog and make sure an admin login exists; safe to run again and again."""
+"""Load the demo catalog and orders, make sure an admin login exists; safe to run again and again."""
 
 import secrets
 from pathlib import Path
@@ -7,11 +7,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from orders.demo import demo_orders_load
 from shop.demo import demo_catalog_load
 
 
 class Command(BaseCommand):
-    help = "Load the demo catalog and create (or reuse) the demo admin user, printing its login."
+    help = "Load the demo catalog and orders and create (or reuse) the demo admin user, printing its login."
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
@@ -24,6 +25,9 @@ class Command(BaseCommand):
                 "production create the admin with `manage.py createsuperuser` (README, Production).")
         product = demo_catalog_load()
         self.stdout.write(f"Catalog: {product.name}, {product.packages.count()} packages.")
+        created = demo_orders_load()
+        self.stdout.write(f"Demo orders: {created} created over the last six days." if created else
+                          "Demo orders: not added (the shop has orders already).")
         login_file = Path(settings.BASE_DIR) / "var" / "admin-login.txt"
         user_model = get_user_model()
         user = user_model.objects.filter(username=username).first()
