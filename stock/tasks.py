@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import formats, timezone
 from django.utils.translation import gettext
-from telegram.error import BadRequest, NetworkError, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import ExtBot
 
 from bots.application import rate_limiter_build
@@ -56,15 +56,16 @@ def balance_alert_send(alert_id: int) -> str:
     text = alert_text(claim.alert)
     try:
         message_id = asyncio.run(_send(claim.chat_id, text))
-    except BadRequest as exc:
-        # Chat not found, bot not in the group: sending again cannot help.
+    except (BadRequest, Forbidden) as exc:
+        # Chat not found, the bot not in the group or removed from it: sending the same
+        # request again cannot help; the alert stays on the admin home and in its list.
         logger.warning("balance alert %s refused: %s", alert_id, exc.message)
         services.balance_alert_record(alert_id=alert_id, outcome=BalanceAlert.Outcome.FAILED,
                                       error=exc.message)
         return "failed"
     except TelegramError as exc:
-        # Forbidden (the bot was removed), network trouble: recorded, and the task fails so
-        # the queue shows it; running it again sends the alert.
+        # Network trouble, flood control beyond the limiter's retries: recorded, and the task
+        # fails so the queue shows it; running it again sends the alert.
         services.balance_alert_record(alert_id=alert_id, outcome=BalanceAlert.Outcome.FAILED,
                                       error=str(exc))
         raise
