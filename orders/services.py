@@ -11,8 +11,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -74,6 +74,7 @@ from shop.money import percent_of
 from shop.selectors import Quote, quote_build
 
 logger = logging.getLogger(__name__)
+
 
 def _now():
     return timezone.now()

@@ -23,7 +23,7 @@ from orders.models import Order, SupplierAttempt
 from orders.models import OrderStatus as S
 from orders.services import orders_held_resume
 from orders.suppliers import get_supplier_client
-from orders.suppliers.base import SupplierBalance, SupplierOrder, SupplierOrderStatus
+from orders.suppliers.base import SupplierOrder, SupplierOrderStatus
 from orders.transitions import IN_FLIGHT_STATUSES
 from shop.money import money
 from stock import selectors
@@ -53,7 +53,9 @@ def balance_check() -> BalanceReading:
     """Read the supplier balance and record it; judge the low-balance alert; resume held orders.
 
     A supplier error is recorded as a failed reading (its code and message) and changes
-    nothing else: the job never fails on the supplier's account.
+    nothing else: the job never fails on the supplier's account. A resumed order the supplier
+    refuses again goes back on hold, so a wallet that reads full but will not pay costs at
+    most one attempt per check.
     """
     code = settings.SUPPLIER_CODE
     window = settings.SUPPLIER_RATE_WINDOW_HOURS
@@ -76,8 +78,7 @@ def balance_check() -> BalanceReading:
     )
     balance_threshold_judge(reading=reading)
     readings_prune(supplier_code=code)
-    resumed = orders_held_resume(balance=SupplierBalance(amount=balance.amount,
-                                                         currency=balance.currency))
+    resumed = orders_held_resume(balance=balance)
     if resumed:
         logger.info("balance %s %s covers held orders %s: resumed", reading.amount,
                     reading.currency, resumed)
