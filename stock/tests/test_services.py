@@ -272,3 +272,37 @@ def test_the_hold_recheck_is_a_setting(supplier, make_order, fulfilment_jobs, se
     held.refresh_from_db()
     assert held.status == S.ON_HOLD
     assert timedelta(seconds=41) < held.next_action_at - before < timedelta(seconds=44)
+
+
+def test_the_demo_story_held_for_balance_topped_up_at_the_supplier_then_delivered(
+    supplier, operators_chat, catalog, fulfilment_jobs, settings
+):
+    """An order held for the supplier's balance, the operators alerted, a top-up on the
+    supplier's own dashboard, and the next check resumes it; it delivers, and "restored"."""
+    import requests
+
+    from orders import services as order_services
+
+    supplier.set_balance("30.00")
+    _, info = order_services.recipient_validate(raw="@sandbox_broke")
+    order = order_services.order_create(
+        channel="web", product=catalog, recipient_input="@sandbox_broke", recipient=info,
+        payment_method="sandbox", package_id=catalog.packages.get(quantity=500).pk)
+    order = order_services.order_pay_sandbox(order=order)
+    assert order_services.order_fulfil(order_id=order.pk).status == S.ON_HOLD
+
+    assert fulfilment_jobs == [order.pk]  # paid
+    services.balance_check()  # 30.00 covers 8.25 (and is under the threshold of 50.00)
+    assert fulfilment_jobs == [order.pk] * 2  # resumed
+    # The wallet reads full enough, but @sandbox_broke is refused until a top-up: held again.
+    assert order_services.order_fulfil(order_id=order.pk).status == S.ON_HOLD
+    assert len(alerts_sent(operators_chat)) == 1
+
+    answer = requests.post(f"{supplier.url}/_sandbox/", data={"amount": "100.00"}, timeout=5)
+    assert answer.status_code == 200 and ">130.00<" in answer.text
+    services.balance_check()
+    order.refresh_from_db()
+    assert order.status == S.PAID and fulfilment_jobs == [order.pk] * 3
+    assert order_services.order_fulfil(order_id=order.pk).status == S.DELIVERED
+    sent = alerts_sent(operators_chat)
+    assert len(sent) == 2 and "balance restored: 130.00 USD" in sent[1]
