@@ -60,6 +60,12 @@ class SandboxSupplier:
         result: list[dict[str, Any]] = self._control("GET", "orders")
         return result
 
+    def seed_order(self, **fields: Any) -> dict[str, Any]:
+        """Record an order in the supplier's books as given (reference, user_id, stars, status,
+        created_at, cost), charging nothing: for setting up reconciliations."""
+        result: dict[str, Any] = self._control("POST", "orders", json=fields)
+        return result
+
     def rename(self, username: str, user_id: str) -> None:
         """Give @username to user_id from now on."""
         self._control("POST", "rename", json={"username": username, "user_id": user_id})

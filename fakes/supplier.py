@@ -19,15 +19,25 @@ Wire API (JSON, ``Authorization: Bearer <key>`` on everything outside ``/_sandbo
 - ``POST /validate-user`` ``{"platform", "user_id": "<digits>" | "@name"}``
 - ``POST /topup`` + ``Idempotency-Key`` header, ``{"platform", "user_id", "stars"}``
 - ``GET /orders/<order_id>``, ``GET /orders?reference=<key>``, ``GET /balance``
+- ``GET /orders?created_after=<iso>&created_before=<iso>[&limit=<n>][&cursor=<c>]``: the
+  orders created in that window (after inclusive, before exclusive; either may be left out),
+  oldest first, ``{"orders": [...], "next_cursor": "<c>" | null}``, ``limit`` 1-500 (100)
 - errors: ``{"error": {"code", "message", ["retry_after"]}}``; ``insufficient_balance``
   is deliberately sent as HTTP 500, as one real supplier does.
 
 Control endpoints (no auth): ``POST /_sandbox/balance {"balance": "100.00"}``,
 ``GET /_sandbox/orders``, ``GET /_sandbox/calls?reference=KEY``,
+``POST /_sandbox/orders {"reference", "user_id", "stars", "status", ["created_at", "cost",
+"username"]}`` (records an order as it stands in the supplier's books, charging nothing: for
+seeding the reconciliation's mismatches),
 ``POST /_sandbox/rename {"username", "user_id"}``, ``POST /_sandbox/reset``,
 ``POST /_sandbox/fault {"mode": "malformed" | "reset" | "none", "count": 1}`` (the next
 ``count`` POST /topup requests are processed and committed normally, then answered with a
 truncated JSON body, or the connection is reset without any answer).
+
+``GET /_sandbox/`` is the supplier's own dashboard, a small HTML page: the wallet balance,
+a form that tops it up (``POST /_sandbox/`` with ``amount``, then a redirect back to the
+page) and the latest orders. A top-up there counts as a balance change for @sandbox_broke.
 
 Magic recipients (each works by numeric ID and by username, usernames case-insensitive):
 
@@ -49,8 +59,9 @@ user_id    username            behaviour
                                (``completed``); the first GET /orders/<id> of such an
                                order -> 503 ``unavailable``
 100000007  @sandbox_broke      valid; top-up -> ``insufficient_balance`` (HTTP 500) whatever
-                               the balance, until POST /_sandbox/balance arrives *after* at
-                               least one such failure (the operator topped up the wallet);
+                               the balance, until POST /_sandbox/balance (or a top-up on the
+                               dashboard) arrives *after* at least one such failure (the
+                               operator topped up the wallet);
                                from then on it behaves like @sandbox_ok. Reset re-arms it.
 100000008  @sandbox_ratelimit  valid; the first top-up per key -> 429 ``rate_limited`` with
                                ``Retry-After: 1``; later ones succeed (``completed``)
@@ -77,6 +88,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import html
 import json
 import os
 import re
@@ -93,7 +105,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fakes._serving import FakeHTTPServer, ServingThread
 
@@ -102,6 +114,11 @@ USER_ID_RE = re.compile(r"^[0-9]{1,20}$")
 MAX_STARS = 1_000_000
 MAX_IDEMPOTENCY_KEY_LENGTH = 128
 MAX_BODY_BYTES = 1_000_000
+ORDERS_PAGE_DEFAULT = 100
+ORDERS_PAGE_MAX = 500
+ORDER_STATUSES = ("pending", "processing", "completed", "failed", "reversed")
+# The most a dashboard top-up adds at once: a typo must not add a fortune.
+MAX_TOP_UP = Decimal("1000000")
 CURRENCY = "USD"
 CENT = Decimal("0.01")
 FAILURE_REASON = "recipient_cannot_receive"
@@ -217,17 +234,38 @@ class Recipient:
 
 @dataclass
 class Reply:
-    """What the handler sends back, and how: after a delay, garbled, or not at all."""
+    """What the handler sends back, and how: after a delay, garbled, or not at all.
+
+    `body` is sent as JSON, unless it is bytes: then it goes as it is, as `content_type`.
+    """
 
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     fault: str | None = None
+    content_type: str = "application/json"
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return _iso(datetime.now(UTC))
+
+
+def _iso(moment: datetime) -> str:
+    """The supplier's timestamps: UTC to the second, e.g. 2026-11-30T15:00:00Z.
+
+    One fixed-width form, so comparing the stored strings compares the times.
+    """
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _parse_time(value: str, name: str) -> datetime:
+    """An ISO 8601 time from a request; one without a zone is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, "invalid_request", f"{name} must be an ISO 8601 time.") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _money(amount: Decimal) -> str:
@@ -519,6 +557,65 @@ class SandboxState:
                 raise ApiError(404, "not_found", "No order with this reference.")
             return self._order_json(row)
 
+    def orders_between(
+        self, *, since: datetime | None, until: datetime | None, limit: int, after_seq: int
+    ) -> dict[str, Any]:
+        """Answer GET /orders?created_after=&created_before=: one page, oldest first."""
+        where, args = ["seq > ?"], [after_seq]
+        if since is not None:
+            # Stored to the second: an order at 10:00:00.7 is stored as 10:00:00, so the
+            # window starts at the second its start falls in.
+            where.append("created_at >= ?")
+            args.append(_iso(since.replace(microsecond=0)))
+        if until is not None:
+            where.append("created_at < ?")
+            args.append(_iso(until))
+        with self._transaction() as conn:
+            self._settle_due(conn)
+            rows = conn.execute(
+                f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",  # nosec B608
+                (*args, limit + 1),
+            ).fetchall()
+        page = rows[:limit]
+        more = len(rows) > limit
+        return {"orders": [self._order_json(row) for row in page],
+                "next_cursor": f"seq-{page[-1]['seq']}" if more else None}
+
+    def seed_order(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Record an order as the supplier's books show it, charging nothing (test set-up)."""
+        reference = payload.get("reference")
+        if not isinstance(reference, str) or not reference:
+            raise ApiError(400, "invalid_request", "reference is required.")
+        user_id = payload.get("user_id")
+        if not isinstance(user_id, str) or not USER_ID_RE.match(user_id):
+            raise ApiError(400, "invalid_request", "user_id must be 1-20 digits.")
+        stars = _require_stars(payload)
+        status = payload.get("status", "completed")
+        if status not in ORDER_STATUSES:
+            raise ApiError(400, "invalid_request", f"status must be one of {ORDER_STATUSES}.")
+        created = payload.get("created_at")
+        created_at = (_iso(_parse_time(created, "created_at")) if isinstance(created, str)
+                      else _now_iso())
+        cost = payload.get("cost")
+        amount = (_parse_amount(cost) if cost is not None
+                  else (self.config.cost_per_star * stars).quantize(CENT, rounding=ROUND_HALF_UP))
+        username = payload.get("username")
+        with self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM orders WHERE reference = ?", (reference,)).fetchone():
+                raise ApiError(409, "idempotency_conflict", "An order with this reference exists.")
+            seq = int(self._get(conn, "order_seq")) + 1
+            self._set(conn, "order_seq", str(seq))
+            conn.execute(
+                "INSERT INTO orders (order_id, seq, reference, fingerprint, user_id, username, "
+                "behaviour, stars, cost, status, final_status, complete_at, failure_reason, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                (f"SUP-{seq:06d}", seq, reference, "seeded", user_id,
+                 username if isinstance(username, str) else None, GENERIC, stars, _money(amount),
+                 status, status, FAILURE_REASON if status == "failed" else None, created_at),
+            )
+            row = conn.execute("SELECT * FROM orders WHERE seq = ?", (seq,)).fetchone()
+            return self._order_json(row)
+
     def balance(self) -> dict[str, Any]:
         """Answer GET /balance."""
         with self._transaction() as conn:
@@ -534,6 +631,23 @@ class SandboxState:
             if self._get(conn, "broke_state") == "failed":
                 self._set(conn, "broke_state", "fixed")
             return {"balance": self._get(conn, "balance"), "currency": CURRENCY}
+
+    def top_up(self, amount: Decimal) -> dict[str, Any]:
+        """Add to the wallet balance, as paying the supplier would; "fixes" @sandbox_broke too."""
+        with self._transaction() as conn:
+            self._settle_due(conn)
+            self._set(conn, "balance", _money(Decimal(self._get(conn, "balance")) + amount))
+            if self._get(conn, "broke_state") == "failed":
+                self._set(conn, "broke_state", "fixed")
+            return {"balance": self._get(conn, "balance"), "currency": CURRENCY}
+
+    def recent_orders(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest orders first, for the dashboard."""
+        with self._transaction() as conn:
+            self._settle_due(conn)
+            rows = conn.execute("SELECT * FROM orders ORDER BY seq DESC LIMIT ?",
+                                (limit,)).fetchall()
+        return [self._order_json(row) for row in rows]
 
     def list_orders(self) -> list[dict[str, Any]]:
         """Every order with the number of POST /topup calls seen for its key."""
@@ -638,6 +752,69 @@ def _parse_amount(value: Any) -> Decimal:
     return amount
 
 
+def _orders_page(state: SandboxState, query: dict[str, list[str]]) -> dict[str, Any]:
+    """GET /orders by creation time: parse the window, page size and cursor, then read a page."""
+    since = query.get("created_after", [""])[0]
+    until = query.get("created_before", [""])[0]
+    limit_text = query.get("limit", [str(ORDERS_PAGE_DEFAULT)])[0]
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= ORDERS_PAGE_MAX:
+        raise ApiError(400, "invalid_request", f"limit must be 1-{ORDERS_PAGE_MAX}.")
+    cursor = query.get("cursor", [""])[0]
+    after_seq = 0
+    if cursor:
+        match = re.fullmatch(r"seq-([0-9]{1,12})", cursor)
+        if match is None:
+            raise ApiError(400, "invalid_request", "Unknown cursor.")
+        after_seq = int(match.group(1))
+    return state.orders_between(
+        since=_parse_time(since, "created_after") if since else None,
+        until=_parse_time(until, "created_before") if until else None,
+        limit=int(limit_text), after_seq=after_seq,
+    )
+
+
+DASHBOARD = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Sandbox supplier: wallet</title></head>
+<body>
+<h1>Sandbox supplier</h1>
+{notice}
+<p>Wallet balance: <strong id="balance">{balance}</strong> {currency}</p>
+<form method="post" action="/_sandbox/">
+  <label for="amount">Top up by</label>
+  <input id="amount" name="amount" type="number" min="0.01" step="0.01" value="100.00" required>
+  {currency}
+  <button type="submit">Top up</button>
+</form>
+<h2>Latest orders</h2>
+<table id="orders">
+<tr><th>Order</th><th>Reference</th><th>Recipient</th><th>Stars</th><th>Cost</th>
+<th>Status</th><th>Created</th></tr>
+{rows}
+</table>
+</body>
+</html>
+"""
+
+
+def _dashboard_html(wallet: dict[str, Any], orders: list[dict[str, Any]],
+                    query: dict[str, list[str]]) -> bytes:
+    """The dashboard page; every value escaped, no script and no inline style."""
+    notice = ""
+    if query.get("added"):
+        notice = f'<p id="notice">Added {html.escape(query["added"][0])} {CURRENCY}.</p>'
+    elif query.get("error"):
+        notice = f'<p id="notice">{html.escape(query["error"][0])}</p>'
+    rows = "\n".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in (
+            order["order_id"], order["reference"], order["username"] or order["user_id"],
+            order["stars"], order["cost"], order["status"], order["created_at"])) + "</tr>"
+        for order in orders
+    )
+    return DASHBOARD.format(notice=notice, balance=html.escape(wallet["balance"]),
+                            currency=html.escape(wallet["currency"]), rows=rows).encode()
+
+
 ORDER_PATH_RE = re.compile(r"^/orders/([^/]+)$")
 FAULT_MODES = ("malformed", "reset", "none", "")
 
@@ -695,7 +872,8 @@ class SupplierRequestHandler(BaseHTTPRequestHandler):
         if reply.fault == "malformed":
             self._send(reply.status, b'{"order_id": "SUP-', reply.headers)
             return
-        self._send(reply.status, json.dumps(reply.body).encode(), reply.headers)
+        payload = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        self._send(reply.status, payload, reply.headers, reply.content_type)
 
     def _read_body(self) -> bytes:
         length_header = self.headers.get("Content-Length") or "0"
@@ -741,6 +919,8 @@ class SupplierRequestHandler(BaseHTTPRequestHandler):
         if path == "/orders":
             if self.command != "GET":
                 raise self._method_not_allowed()
+            if "created_after" in query or "created_before" in query:
+                return Reply(200, _orders_page(state, query))
             references = query.get("reference")
             if not references or not references[0]:
                 raise ApiError(400, "invalid_request", "Query parameter reference is required.")
@@ -759,21 +939,26 @@ class SupplierRequestHandler(BaseHTTPRequestHandler):
     def _control(self, path: str, query: dict[str, list[str]], body: bytes) -> Reply:
         state = self.server.state
         routes = {
-            "/_sandbox/balance": "POST",
-            "/_sandbox/orders": "GET",
-            "/_sandbox/calls": "GET",
-            "/_sandbox/rename": "POST",
-            "/_sandbox/reset": "POST",
-            "/_sandbox/fault": "POST",
+            "/_sandbox/": ("GET", "POST"),
+            "/_sandbox/balance": ("POST",),
+            "/_sandbox/orders": ("GET", "POST"),
+            "/_sandbox/calls": ("GET",),
+            "/_sandbox/rename": ("POST",),
+            "/_sandbox/reset": ("POST",),
+            "/_sandbox/fault": ("POST",),
         }
         if path not in routes:
             raise ApiError(404, "not_found", f"No control endpoint {path}.")
-        if self.command != routes[path]:
+        if self.command not in routes[path]:
             raise self._method_not_allowed()
+        if path == "/_sandbox/":
+            return self._dashboard(query, body)
         if path == "/_sandbox/balance":
             payload = _parse_json_object(body)
             return Reply(200, state.set_balance(_parse_amount(payload.get("balance"))))
         if path == "/_sandbox/orders":
+            if self.command == "POST":
+                return Reply(201, state.seed_order(_parse_json_object(body)))
             return Reply(200, state.list_orders())
         if path == "/_sandbox/calls":
             references = query.get("reference")
@@ -798,10 +983,32 @@ class SupplierRequestHandler(BaseHTTPRequestHandler):
             raise ApiError(400, "invalid_request", "mode must be malformed, reset or none.")
         return Reply(200, state.set_fault("" if mode == "none" else mode, count))
 
-    def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+    def _dashboard(self, query: dict[str, list[str]], body: bytes) -> Reply:
+        """The supplier's own page: GET shows the wallet, POST tops it up and redirects back."""
+        state = self.server.state
+        if self.command == "POST":
+            form = parse_qs(body.decode("utf-8", errors="replace"))
+            raw = (form.get("amount") or [""])[0].strip()
+            try:
+                amount = Decimal(raw)
+            except InvalidOperation:
+                amount = Decimal("NaN")
+            if not amount.is_finite() or not Decimal("0") < amount <= MAX_TOP_UP:
+                location = "/_sandbox/?" + urlencode({"error": f"Not an amount to add: {raw!r}"})
+            else:
+                state.top_up(amount)
+                location = "/_sandbox/?" + urlencode({"added": _money(amount)})
+            # 303: the browser follows with a GET, so reloading the page does not pay twice.
+            return Reply(303, b"", headers={"Location": location}, content_type="text/plain")
+        wallet = state.balance()
+        return Reply(200, _dashboard_html(wallet, state.recent_orders(), query),
+                     content_type="text/html; charset=utf-8")
+
+    def _send(self, status: int, payload: bytes, headers: dict[str, str],
+              content_type: str = "application/json") -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -23,7 +23,7 @@ from orders.models import Order, OrderEvent, Payment, PaymentInvoice, SupplierAt
 from orders.models import OrderStatus as S
 from orders.payments.money import exponent_of, to_minor
 from orders.selectors import HOLD_REASON_BALANCE
-from orders.services import HOLD_RECHECK, _order_insert, order_cancel, order_note
+from orders.services import _hold_recheck, _order_insert, order_cancel, order_note
 from orders.suppliers.base import RecipientInfo
 from orders.transitions import BUYER_NOTICE_STATUSES, order_transition
 from shop.models import Product
@@ -211,7 +211,7 @@ def _finish(timeline: _Timeline, spec: DemoOrder, *, placed_at: datetime, paid_a
                  status=500, error_code="insufficient_balance")
         # As the service does: the sweeper looks at it again once the supplier balance allows.
         timeline.move(submitted_at, S.ON_HOLD, HOLD_REASON_BALANCE, actor="worker",
-                      next_action_at=timezone.now() + HOLD_RECHECK)
+                      next_action_at=timezone.now() + _hold_recheck())
     elif spec.outcome == "unknown":
         _attempt(order, SupplierAttempt.Outcome.UNKNOWN, submitted_at, done_at,
                  error_code="timeout")

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -60,7 +61,12 @@ from orders.models import OrderStatus as S
 from orders.payments import payment_fee_percent, payment_methods_for, payment_provider_get
 from orders.recipients import recipient_parse
 from orders.suppliers import get_supplier_client
-from orders.suppliers.base import RecipientInfo, SupplierOrder, SupplierOrderStatus
+from orders.suppliers.base import (
+    RecipientInfo,
+    SupplierBalance,
+    SupplierOrder,
+    SupplierOrderStatus,
+)
 from orders.transitions import IN_FLIGHT_STATUSES, order_transition
 from reseller.ratelimits import Limit, limits_for, limits_hit
 from shop.models import Product
@@ -69,11 +75,14 @@ from shop.selectors import Quote, quote_build
 
 logger = logging.getLogger(__name__)
 
-HOLD_RECHECK = timedelta(minutes=5)
-
 
 def _now():
     return timezone.now()
+
+
+def _hold_recheck() -> timedelta:
+    # A balance reading that covers a held order resumes it sooner (orders_held_resume).
+    return timedelta(seconds=settings.SUPPLIER_HOLD_RECHECK_SECONDS)
 
 
 def _stall() -> timedelta:
@@ -510,7 +519,7 @@ def _submit(step: _Step) -> None:
         step.order = order_transition(
             order=order, to_status=S.ON_HOLD, actor=step.actor, expected_status=S.PAID,
             reason="Supplier rejected our credentials", data=_error_data(exc),
-            next_action_at=_now() + HOLD_RECHECK,
+            next_action_at=_now() + _hold_recheck(),
         )
         return
     except SupplierError as exc:
@@ -566,7 +575,7 @@ def _after_place_error(step: _Step, exc: SupplierError) -> None:
             order=order, to_status=S.ON_HOLD, actor=step.actor, expected_status=S.SUBMITTING,
             reason=("Supplier balance too low" if isinstance(exc, InsufficientBalance)
                     else "Supplier rejected our credentials"),
-            data=data, next_action_at=_now() + HOLD_RECHECK,
+            data=data, next_action_at=_now() + _hold_recheck(),
         )
     elif isinstance(exc, RateLimited | SupplierUnavailable):
         # Certain that nothing was placed: back to paid, to place again later.
@@ -825,20 +834,43 @@ def _resume_held(held: list[Order]) -> list[int]:
     except SupplierError as exc:
         logger.warning("supplier still unavailable for held orders: %s", exc.code)
         Order.objects.filter(pk__in=[o.pk for o in held], status=S.ON_HOLD).update(
-            next_action_at=_now() + HOLD_RECHECK)
+            next_action_at=_now() + _hold_recheck())
         return []
+    return _resume_covered(held, balance=balance, actor="sweeper")
+
+
+def orders_held_resume(*, balance: SupplierBalance, actor: str = "balance-check") -> list[int]:
+    """Resume the held orders a balance just read covers, oldest first; returns their ids.
+
+    For the balance check (stock.services.balance_check): a reading that covers an order ends
+    its hold at once, instead of after SUPPLIER_HOLD_RECHECK_SECONDS. The read itself proves
+    our credentials work, so orders held for them are resumed too, as the sweeper does. Each
+    resume is a conditional status move: racing the sweeper, an order resumes once.
+    """
+    held = list(Order.objects.filter(status=S.ON_HOLD).order_by("paid_at", "created_at")[:500])
+    return _resume_covered(held, balance=balance, actor=actor) if held else []
+
+
+def _resume_covered(held: list[Order], *, balance: SupplierBalance, actor: str) -> list[int]:
     resumed: list[int] = []
     available = balance.amount
     for order in sorted(held, key=lambda o: o.paid_at or o.created_at):
         if order.cost > available:
             Order.objects.filter(pk=order.pk, status=S.ON_HOLD).update(
-                next_action_at=_now() + HOLD_RECHECK)
+                next_action_at=_now() + _hold_recheck())
             continue
         available -= order.cost
         try:
-            order_resume(order=order, actor="sweeper",
-                         reason=f"Supplier reachable, balance {balance.amount} {balance.currency}")
+            # Only from on hold: an order an operator moved meanwhile (to review, to refund)
+            # stays where they put it.
+            with transaction.atomic():
+                order_transition(
+                    order=order, to_status=S.PAID, actor=actor, expected_status=S.ON_HOLD,
+                    reason=f"Supplier reachable, balance {balance.amount} {balance.currency}",
+                    next_action_at=_now(),
+                )
+                transaction.on_commit(partial(queue.enqueue_fulfilment, order.pk))
         except OrderStateChanged:
-            continue
+            continue  # resumed (or moved on) by someone else meanwhile
         resumed.append(order.pk)
     return resumed

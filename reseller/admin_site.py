@@ -5,7 +5,8 @@ a confirmed device, the admin only lets in sessions that gave its code. Where
 ADMIN_TOTP_REQUIRED_FOR_SUPERUSERS is on (always in production) a superuser without one is
 refused until an operator runs that command on the server.
 
-The admin home also shows the operator's problem queues, each count linking to its orders.
+The admin home also shows the operator's problem queues, each count linking to its orders, and
+the supplier balance with the open reconciliation mismatches.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from django_otp.models import Device
 from orders import selectors
 from orders.models import OrderStatus, Payment
 from reseller import dashboard
+from stock import selectors as stock_selectors
 
 
 def login_client_ip(request: HttpRequest) -> str | None:
@@ -151,6 +153,12 @@ class ResellerAdminSite(admin.AdminSite):
             minutes = settings.CONSOLE_UNDELIVERED_MINUTES
             counts = selectors.problem_queue_counts(undelivered_minutes=minutes)
             context["problem_queues"] = problem_queues(counts, undelivered_minutes=minutes)
+        # The supplier wallet (a warning when under its threshold) and the reconciliation queue.
+        if request.user.has_perm("stock.view_balancereading"):
+            context["show_supplier_balance"] = True
+            context["supplier_balance"] = stock_selectors.balance_latest()
+        if request.user.has_perm("stock.view_reconciliationmismatch"):
+            context["reconciliation_open"] = stock_selectors.mismatches_open_count()
         return super().index(request, context)
 
 

@@ -20,6 +20,7 @@ from django.utils.translation import gettext, gettext_lazy as _
 from orders.exports import csv_response, margin_report_filename, margin_report_lines
 from orders.models import Channel
 from orders.reports import ReportPeriod, dashboard_figures, period_default, report_package_names
+from stock import selectors as stock_selectors
 
 REPORT_PERMISSION = "orders.view_report"
 # A longer period is refused: the per-day chart and the margin report stay readable.
@@ -110,9 +111,8 @@ def dashboard_view(request: HttpRequest, *, site: AdminSite) -> TemplateResponse
             (gettext("By package"), dashboard.by_package),
         ],
         "margin_report_query": request.GET.urlencode(),
-        # The supplier's balance, filled in when the supplier-account selector is merged
-        # (stock.selectors.balance_latest()); the template says "not available" meanwhile.
-        "supplier_balance": None,
+        # As last read by the balance check (stock); None before the first reading.
+        "supplier_balance": stock_selectors.balance_latest(),
     }
     return TemplateResponse(request, "admin/dashboard.html", context)
 

@@ -131,6 +131,7 @@ INSTALLED_APPS = [
     "django_q",
     "shop",
     "bots",
+    "stock",
 ]
 
 MIDDLEWARE = [
@@ -315,6 +316,26 @@ SUPPLIER_CODE = env("SUPPLIER_CODE", default="sandbox")
 SUPPLIER_BASE_URL = env("SUPPLIER_BASE_URL", default="http://127.0.0.1:8001")
 SUPPLIER_API_KEY = env("SUPPLIER_API_KEY", default="sandbox-key")
 SUPPLIER_TIMEOUT = env.float("SUPPLIER_TIMEOUT", default=10.0)
+# How long an order held for the supplier's balance or credentials waits before the sweeper
+# tries it again; a balance reading that covers it resumes it sooner (stock.services).
+SUPPLIER_HOLD_RECHECK_SECONDS = env.int("SUPPLIER_HOLD_RECHECK_SECONDS", default=300)
+# --- Money and stock (stock/) -------------------------------------------------------------
+# The supplier balance is read on this schedule (and at cluster start) and kept this long.
+SUPPLIER_BALANCE_CHECK_MINUTES = env.int("SUPPLIER_BALANCE_CHECK_MINUTES", default=5)
+SUPPLIER_BALANCE_HISTORY_DAYS = env.int("SUPPLIER_BALANCE_HISTORY_DAYS", default=30)
+# "Hours of sales left" divides the balance by the supplier cost of the orders delivered in
+# this many past hours, per hour.
+SUPPLIER_RATE_WINDOW_HOURS = env.int("SUPPLIER_RATE_WINDOW_HOURS", default=24)
+# The low-balance threshold a supplier starts with (Managers change it in the admin). The alert
+# fires once when the balance falls under it and re-arms ("balance restored") only once the
+# balance is back at or above the threshold plus this percentage of it, so a refund trickling
+# back does not make it flap.
+SUPPLIER_LOW_BALANCE = Decimal(env("SUPPLIER_LOW_BALANCE", default="50.00"))
+SUPPLIER_LOW_BALANCE_REARM_PERCENT = Decimal(env("SUPPLIER_LOW_BALANCE_REARM_PERCENT",
+                                                 default="10"))
+# The operators' Telegram chat (a numeric ID, or @channel) for alerts, sent with the bot's
+# token; no alerts to Telegram while it or TELEGRAM_BOT_TOKEN is unset.
+OPERATORS_CHAT_ID = env("OPERATORS_CHAT_ID", default="")
 
 # --- Rate limits ---------------------------------------------------------------------------
 # Recipient lookups (storefront, bot, later the API) are counted in CACHES, which every

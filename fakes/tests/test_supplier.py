@@ -559,3 +559,148 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=TIMEOUT)
+
+
+# --- orders by date (reconciliation) -------------------------------------------------------
+
+
+def _seed(sandbox: SandboxSupplier, reference: str, created_at: str, **fields: Any) -> dict[str, Any]:
+    return sandbox.seed_order(reference=reference, user_id=fields.pop("user_id", "100000001"),
+                              stars=fields.pop("stars", 500), created_at=created_at, **fields)
+
+
+def test_orders_by_date_are_listed_in_their_window_oldest_first(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    _seed(sandbox_supplier, "before", "2026-11-28T23:59:59Z")
+    _seed(sandbox_supplier, "first", "2026-11-29T00:00:00Z")
+    _seed(sandbox_supplier, "last", "2026-11-29T23:59:59+00:00", status="failed")
+    _seed(sandbox_supplier, "after", "2026-11-30T00:00:00Z")
+    response = api.get("/orders", params={"created_after": "2026-11-29T00:00:00Z",
+                                           "created_before": "2026-11-30T00:00:00Z"})
+    assert response.status_code == 200
+    body = response.json()
+    assert [order["reference"] for order in body["orders"]] == ["first", "last"]
+    assert body["next_cursor"] is None
+    assert body["orders"][1]["status"] == "failed"
+    assert body["orders"][1]["created_at"] == "2026-11-29T23:59:59Z"
+    # Seeding charges nothing: these are the supplier's books as they stand.
+    assert api.balance() == Decimal("10000.00")
+
+
+def test_orders_by_date_page_with_a_cursor(api: Api, sandbox_supplier: SandboxSupplier) -> None:
+    for number in range(5):
+        _seed(sandbox_supplier, f"k{number}", f"2026-11-29T10:00:0{number}Z")
+    window = {"created_after": "2026-11-29T00:00:00Z", "created_before": "2026-11-30T00:00:00Z",
+              "limit": "2"}
+    seen: list[str] = []
+    cursors: list[str] = []
+    params = dict(window)
+    while True:
+        body = api.get("/orders", params=params).json()
+        seen += [order["reference"] for order in body["orders"]]
+        if body["next_cursor"] is None:
+            break
+        cursors.append(body["next_cursor"])
+        params = {**window, "cursor": body["next_cursor"]}
+    assert seen == ["k0", "k1", "k2", "k3", "k4"]
+    assert len(cursors) == 2
+
+
+def test_placed_top_ups_are_in_todays_list(api: Api) -> None:
+    api.topup("100000001", 500, key="today")
+    body = api.get("/orders", params={"created_after": "2000-01-01T00:00:00Z"}).json()
+    assert [order["reference"] for order in body["orders"]] == ["today"]
+
+
+@pytest.mark.parametrize("params", [
+    {"created_after": "yesterday"},
+    {"created_before": "2026-13-01T00:00:00Z"},
+    {"created_after": "2026-11-29T00:00:00Z", "limit": "0"},
+    {"created_after": "2026-11-29T00:00:00Z", "limit": "501"},
+    {"created_after": "2026-11-29T00:00:00Z", "limit": "ten"},
+    {"created_after": "2026-11-29T00:00:00Z", "cursor": "page-2"},
+])
+def test_orders_by_date_rejects_bad_parameters(api: Api, params: dict[str, str]) -> None:
+    response = api.get("/orders", params=params)
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
+
+
+def test_the_list_by_date_needs_the_key_and_reference_lookup_still_works(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    _seed(sandbox_supplier, "ref-1", "2026-11-29T10:00:00Z")
+    assert requests.get(f"{api.url}/orders?created_after=2026-11-29T00:00:00Z",
+                        timeout=TIMEOUT).status_code == 401
+    assert api.get("/orders?reference=ref-1").json()["reference"] == "ref-1"
+    missing = api.get("/orders")
+    assert missing.status_code == 400 and error_code(missing) == "invalid_request"
+
+
+@pytest.mark.parametrize("fields", [
+    {"user_id": "@name"}, {"stars": 0}, {"status": "lost"}, {"created_at": "soon"},
+    {"cost": "-1"}, {"reference": ""},
+])
+def test_seeding_rejects_bad_orders(sandbox_supplier: SandboxSupplier, fields: dict[str, Any]) -> None:
+    body = {"reference": "r", "user_id": "100000001", "stars": 5, **fields}
+    response = requests.post(f"{sandbox_supplier.url}/_sandbox/orders", json=body, timeout=TIMEOUT)
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
+    assert sandbox_supplier.orders() == []
+
+
+def test_seeding_a_reference_twice_is_a_conflict(sandbox_supplier: SandboxSupplier) -> None:
+    _seed(sandbox_supplier, "twice", "2026-11-29T10:00:00Z")
+    response = requests.post(f"{sandbox_supplier.url}/_sandbox/orders", timeout=TIMEOUT,
+                             json={"reference": "twice", "user_id": "1", "stars": 5})
+    assert response.status_code == 409
+    assert len(sandbox_supplier.orders()) == 1
+
+
+# --- the supplier's own dashboard -----------------------------------------------------------
+
+
+def test_the_dashboard_shows_the_balance_and_the_latest_orders(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    api.topup("@sandbox_ok", 500, key="<script>key</script>")
+    response = requests.get(f"{sandbox_supplier.url}/_sandbox/", timeout=TIMEOUT)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    page = response.text
+    assert '<strong id="balance">9991.75</strong> USD' in page
+    assert '<form method="post" action="/_sandbox/">' in page
+    assert "&lt;script&gt;key&lt;/script&gt;" in page and "<script>" not in page
+    assert "style=" not in page
+
+
+def test_topping_up_on_the_dashboard_adds_and_redirects_back(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    sandbox_supplier.set_balance("5.00")
+    response = requests.post(f"{sandbox_supplier.url}/_sandbox/", data={"amount": "100.50"},
+                             allow_redirects=False, timeout=TIMEOUT)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/_sandbox/?added=100.50"
+    assert api.balance() == Decimal("105.50")
+    page = requests.get(f"{sandbox_supplier.url}{response.headers['Location']}", timeout=TIMEOUT)
+    assert "Added 100.50 USD." in page.text and ">105.50<" in page.text
+
+
+@pytest.mark.parametrize("amount", ["", "abc", "0", "-5", "NaN", "Infinity", "1000001"])
+def test_the_dashboard_refuses_what_is_not_an_amount(
+    api: Api, sandbox_supplier: SandboxSupplier, amount: str
+) -> None:
+    response = requests.post(f"{sandbox_supplier.url}/_sandbox/", data={"amount": amount},
+                             timeout=TIMEOUT)  # follows the redirect
+    assert response.status_code == 200
+    assert "Not an amount to add" in response.text
+    assert api.balance() == Decimal("10000.00")
+
+
+def test_a_dashboard_top_up_fixes_the_broke_recipient(api: Api, sandbox_supplier: SandboxSupplier) -> None:
+    assert error_code(api.topup("@sandbox_broke", 500, key="b1")) == "insufficient_balance"
+    requests.post(f"{sandbox_supplier.url}/_sandbox/", data={"amount": "10"}, timeout=TIMEOUT)
+    assert api.topup("@sandbox_broke", 500, key="b2").status_code == 201
+    assert api.balance() == Decimal("10001.75")

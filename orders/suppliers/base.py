@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
@@ -64,6 +65,8 @@ class SupplierOrder:
     stars: int
     cost: Decimal | None
     failure_reason: str = ""
+    # When the supplier created it, if it says (its list by date always does).
+    created_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -97,4 +100,8 @@ class SupplierClient(Protocol):
 
     def balance(self) -> SupplierBalance:
         """Read our wallet balance at the supplier."""
+        ...
+
+    def orders_between(self, *, since: datetime, until: datetime) -> list[SupplierOrder]:
+        """Every order the supplier created from `since` (inclusive) to `until` (exclusive)."""
         ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +35,10 @@ from orders.suppliers.base import (
 
 PLATFORM = "telegram"
 DEFAULT_RETRY_AFTER = 1.0
+# Orders per page of GET /orders by date, and the most pages one listing follows: a supplier
+# that kept sending cursors must not keep us reading for ever.
+ORDERS_PAGE_LIMIT = 100
+ORDERS_MAX_PAGES = 1000
 
 # The supplier's error code decides the class; the HTTP status is only a fallback, because
 # one supplier sends insufficient balance as HTTP 500.
@@ -222,6 +227,41 @@ class HttpSupplierClient:
             raise self._malformed(exchange, str(error), moves_money=False) from None
         return SupplierBalance(amount=amount, currency=currency, raw=exchange.raw())
 
+    def orders_between(self, *, since: datetime, until: datetime) -> list[SupplierOrder]:
+        """Every order the supplier created from `since` (inclusive) to `until` (exclusive).
+
+        Follows GET /orders?created_after=&created_before=&limit=&cursor= page by page until
+        next_cursor is null. A cursor seen twice, or more than ORDERS_MAX_PAGES pages, is an
+        unreadable answer (SupplierUnavailable), never a silently short list.
+        """
+        params = {"created_after": _wire_time(since), "created_before": _wire_time(until),
+                  "limit": str(ORDERS_PAGE_LIMIT)}
+        found: list[SupplierOrder] = []
+        seen_cursors: set[str] = set()
+        for _page in range(ORDERS_MAX_PAGES):
+            exchange = self._call("GET", "/orders", params=params, moves_money=False)
+            payload = exchange.payload()
+            try:
+                if not isinstance(payload, dict) or not isinstance(payload.get("orders"), list):
+                    raise _MalformedResponse("no 'orders' list in the answer")
+                found.extend(_order_from_payload(item, raw={"body": item})
+                             for item in payload["orders"])
+                cursor = payload.get("next_cursor")
+                if cursor is None or cursor == "":
+                    return found
+                if not isinstance(cursor, str):
+                    raise _MalformedResponse("next_cursor is not a string")
+                if cursor in seen_cursors:
+                    raise _MalformedResponse(f"cursor {cursor!r} came back twice")
+            except _MalformedResponse as error:
+                raise self._malformed(exchange, str(error), moves_money=False) from None
+            seen_cursors.add(cursor)
+            params = {**params, "cursor": cursor}
+        raise SupplierUnavailable(
+            f"Supplier listed more than {ORDERS_MAX_PAGES} pages of orders",
+            code="too_many_pages",
+        )
+
     # --- transport -----------------------------------------------------------------------
 
     def _call(
@@ -381,7 +421,10 @@ def _retry_after(from_body: Any, from_header: str | None) -> float:
 
 
 def _order_from(exchange: _Exchange) -> SupplierOrder:
-    payload = exchange.payload()
+    return _order_from_payload(exchange.payload(), raw=exchange.raw())
+
+
+def _order_from_payload(payload: Any, *, raw: dict[str, Any]) -> SupplierOrder:
     if not isinstance(payload, dict):
         raise _MalformedResponse("order answer is not a JSON object")
     order_id = payload.get("order_id")
@@ -405,8 +448,29 @@ def _order_from(exchange: _Exchange) -> SupplierOrder:
         stars=stars,
         cost=_decimal(payload.get("cost")),
         failure_reason=failure_reason if isinstance(failure_reason, str) else "",
-        raw=exchange.raw(),
+        created_at=_timestamp(payload.get("created_at")),
+        raw=raw,
     )
+
+
+def _wire_time(moment: datetime) -> str:
+    """An aware datetime as the supplier's UTC ISO 8601 form, e.g. 2026-11-30T00:00:00Z."""
+    if moment.tzinfo is None:
+        raise ValueError("orders_between needs timezone-aware datetimes")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 time from the wire, made aware (UTC when it names no zone); None if absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _MalformedResponse("created_at is not a string")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _MalformedResponse(f"created_at {value!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _user_id(value: Any) -> str:

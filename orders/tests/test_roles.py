@@ -17,6 +17,13 @@ OPERATOR = VIEW_ALL | {"orders.change_order", "orders.add_orderevent", "orders.e
 # Reports (migration 0007) are the Managers' alone.
 MANAGER = OPERATOR | {f"shop.{action}_{model}" for model in SHOP_MODELS
                       for action in ("add", "change")} | {"orders.view_report"}
+# The supplier account (stock migration 0002): both see it and resolve reconciliation
+# mismatches; Managers set the low-balance thresholds.
+STOCK_OPERATOR = {f"stock.view_{model}" for model in (
+    "balancereading", "balancethreshold", "balancealert", "reconciliationmismatch")} | {
+    "stock.change_reconciliationmismatch"}
+OPERATOR |= STOCK_OPERATOR
+MANAGER |= STOCK_OPERATOR | {"stock.add_balancethreshold", "stock.change_balancethreshold"}
 
 
 def codenames(group: Group) -> set[str]:

@@ -612,3 +612,71 @@ def test_unknown_status_strings_keep_the_order_in_processing() -> None:
     assert SupplierOrderStatus.from_supplier("unknown") is SupplierOrderStatus.PROCESSING
     assert not SupplierOrderStatus.PROCESSING.is_final
     assert SupplierOrderStatus.REVERSED.is_final
+
+
+# --- orders_between (the daily reconciliation) ---------------------------------------------
+
+
+def test_orders_between_reads_every_page_of_the_window(
+    supplier_client: HttpSupplierClient, sandbox_supplier: SandboxSupplier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime
+
+    monkeypatch.setattr("orders.suppliers.http.ORDERS_PAGE_LIMIT", 2)
+    for number in range(5):
+        sandbox_supplier.seed_order(reference=f"k{number}", user_id="100000001", stars=50 + number,
+                                    created_at=f"2026-11-29T12:00:0{number}Z", cost="0.83")
+    sandbox_supplier.seed_order(reference="next-day", user_id="100000001", stars=50,
+                                created_at="2026-11-30T00:00:00Z")
+    orders = supplier_client.orders_between(since=datetime(2026, 11, 29, tzinfo=UTC),
+                                            until=datetime(2026, 11, 30, tzinfo=UTC))
+    assert [order.reference for order in orders] == ["k0", "k1", "k2", "k3", "k4"]
+    first = orders[0]
+    assert (first.stars, first.user_id, first.cost) == (50, "100000001", Decimal("0.83"))
+    assert first.status is SupplierOrderStatus.COMPLETED
+    assert first.created_at == datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+
+
+def test_orders_between_needs_aware_times(supplier_client: HttpSupplierClient) -> None:
+    from datetime import datetime
+
+    with pytest.raises(ValueError):
+        supplier_client.orders_between(since=datetime(2026, 11, 29), until=datetime(2026, 11, 30))
+
+
+@pytest.mark.parametrize("body", [
+    {"orders": "none"},
+    {"next_cursor": None},
+    {"orders": [order_body(created_at="yesterday")], "next_cursor": None},
+    {"orders": [order_body(stars="5")], "next_cursor": None},
+    {"orders": [], "next_cursor": 7},
+    # The same cursor again and again: refused, not followed for ever.
+    {"orders": [], "next_cursor": "again"},
+])
+def test_orders_between_refuses_lists_it_cannot_trust(canned: Canned, body: Any) -> None:
+    from datetime import UTC, datetime
+
+    with pytest.raises(SupplierUnavailable) as caught:
+        canned(200, body).orders_between(since=datetime(2026, 11, 29, tzinfo=UTC),
+                                         until=datetime(2026, 11, 30, tzinfo=UTC))
+    assert caught.value.code == "malformed_response"
+
+
+def test_orders_between_sends_the_window_in_utc(canned: Canned) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    client = canned(200, {"orders": [], "next_cursor": None})
+    sent: list[dict[str, Any]] = []
+    real = client._session.request
+
+    def recording(method: str, url: str, **kwargs: Any) -> Any:
+        sent.append(kwargs["params"])
+        return real(method, url, **kwargs)
+
+    client._session.request = recording  # type: ignore[method-assign]
+    moscow = timezone(timedelta(hours=3))
+    assert client.orders_between(since=datetime(2026, 11, 29, 3, tzinfo=moscow),
+                                 until=datetime(2026, 11, 30, 3, tzinfo=moscow)) == []
+    assert sent == [{"created_after": "2026-11-29T00:00:00Z",
+                     "created_before": "2026-11-30T00:00:00Z", "limit": "100"}]

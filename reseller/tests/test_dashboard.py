@@ -64,7 +64,7 @@ def test_every_figure_equals_a_hand_computation(login, hand_orders):
              {c: str(v) for c, v in d.net.items()}) for d in dashboard.days] == DAYS
     assert dashboard.delivery.percentiles == DELIVERY
     assert {name: getattr(dashboard.outcomes, name) for name in OUTCOMES} == OUTCOMES
-    assert response.context["supplier_balance"] is None
+    assert response.context["supplier_balance"] is None  # nothing read yet
 
 
 def test_the_page_shows_the_figures_with_their_currency(login, hand_orders):
@@ -74,7 +74,21 @@ def test_the_page_shows_the_figures_with_their_currency(login, hand_orders):
     assert '<td class="loss">-0.01 USD</td>' in page
     assert "16.7 % (1)" in page and "12.5 % (1)" in page  # failure and review rates
     assert "10.0 s" in page and "60.0 s" in page  # p50, p90
-    assert "Not available yet." in page  # the supplier balance slot
+    assert "Not read yet" in page  # no balance reading stored
+
+
+def test_the_page_shows_the_last_supplier_balance(login, hand_orders, settings):
+    from decimal import Decimal
+
+    from stock.models import BalanceReading
+
+    BalanceReading.objects.create(supplier_code=settings.SUPPLIER_CODE, amount=Decimal("120.00"),
+                                  currency="USD", spent_in_window=Decimal("240.00"), window_hours=24)
+    response = login("Managers").get(DASHBOARD, HAND_PERIOD)
+    assert response.context["supplier_balance"].amount == Decimal("120.00")
+    page = response.content.decode()
+    # 120.00 left at 240.00 per 24 h: 12 hours of sales.
+    assert "<strong>120.00 USD</strong>" in page and "12" in page.split("Hours of sales left")[1][:80]
 
 
 def test_the_chart_data_is_a_json_block(login, hand_orders):

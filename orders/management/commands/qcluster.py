@@ -6,7 +6,8 @@ crash loop would never sweep. So the cluster's main process, which otherwise onl
 its sentinel, sweeps itself: at start, then every RECOVERY_TICK_SECONDS it enqueues every
 in-flight order that is due and that no live worker holds (orders.services.orders_recover),
 and it enqueues the periodic jobs (sweep, expiry, payment polling) at start and every
-SWEEP_EVERY_MINUTES, whatever django-q2's scheduler does.
+SWEEP_EVERY_MINUTES, and the supplier balance check at start and every
+SUPPLIER_BALANCE_CHECK_MINUTES, whatever django-q2's scheduler does.
 
 This command replaces django-q2's own `qcluster` (orders comes before django_q in
 INSTALLED_APPS), so every way of starting the cluster gets the loop.
@@ -30,6 +31,7 @@ from orders.services import orders_recover
 logger = logging.getLogger("orders.recovery")
 
 PERIODIC_TASKS = ("orders.tasks.sweep", "orders.tasks.expire_unpaid", "orders.tasks.payments_poll")
+BALANCE_CHECK_TASK = "stock.tasks.balance_check"
 
 
 class Command(DjangoQClusterCommand):
@@ -53,7 +55,8 @@ def recovery_loop(*, alive: Any) -> None:
     """Sweep at once, then every tick, until the cluster stops (SIGTERM/SIGINT stop it)."""
     tick = float(settings.RECOVERY_TICK_SECONDS)
     periodic_every = 60.0 * settings.SWEEP_EVERY_MINUTES
-    next_periodic = 0.0
+    balance_every = 60.0 * settings.SUPPLIER_BALANCE_CHECK_MINUTES
+    next_periodic = next_balance = 0.0
     logger.info("recovery loop: sweeping every %ss", tick)
     while alive():
         try:
@@ -64,6 +67,9 @@ def recovery_loop(*, alive: Any) -> None:
                 for func in PERIODIC_TASKS:
                     queue.enqueue_periodic(func)
                 next_periodic = time.monotonic() + periodic_every
+            if time.monotonic() >= next_balance:
+                queue.enqueue_periodic(BALANCE_CHECK_TASK)
+                next_balance = time.monotonic() + balance_every
         except DatabaseError as exc:
             # The database restarting must not stop the loop: the next tick tries again.
             logger.warning("recovery sweep failed: %s", exc)
