@@ -279,13 +279,16 @@ def quote_price(*, product: Product, package_id: int | None = None, quantity: in
                               comparable=supplier.currency == currency, offer=offer)
     chosen = next((method for method in methods if method.code == payment_method), None)
     if chosen is None:
-        price = list_price - offer
+        # Before a method is chosen: the best price an offered method gives (each may cap the
+        # discount differently), else what the code offers.
+        offered = [method for method in methods if method.allowed]
+        price = min(method.price for method in offered) if offer and offered else list_price - offer
         _fee, margin = margin_of(price=price, cost=cost, fee_percent=Decimal(0))
         return Quote(product=product, package=package, quantity=quantity, list_price=list_price,
                      currency=currency, supplier_code=supplier.code, cost=cost,
-                     cost_currency=supplier.currency, price=price, discount=offer, promo=promo,
-                     margin=margin, minimum=margin_minimum(product=product, price=price),
-                     methods=methods)
+                     cost_currency=supplier.currency, price=price, discount=list_price - price,
+                     discount_limited=list_price - price < offer, promo=promo, margin=margin,
+                     minimum=margin_minimum(product=product, price=price), methods=methods)
     return Quote(product=product, package=package, quantity=quantity, list_price=list_price,
                  currency=currency, supplier_code=supplier.code, cost=cost,
                  cost_currency=supplier.currency, price=chosen.price, discount=chosen.discount,

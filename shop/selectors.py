@@ -1,6 +1,7 @@
 """Storefront reads: what is on sale and what it costs, and finding a buyer's order again."""
 
 import re
+from collections.abc import Iterable
 
 from django.db.models import Q
 from django.utils.translation import gettext as _
@@ -43,6 +44,12 @@ def quote_build(*, product: Product, package_id: int | None = None, quantity: in
 def promo_for_order(order: Order) -> PromoRedemption | None:
     """The promo code an order used, with the discount it gave; None without one."""
     return PromoRedemption.objects.filter(order_id=order.pk).select_related("promo").first()
+
+
+def promos_for_orders(order_ids: Iterable[int]) -> dict[int, PromoRedemption]:
+    """promo_for_order for a page of orders in one query: {order id: its redemption}."""
+    return {redemption.order_id: redemption
+            for redemption in PromoRedemption.objects.filter(order_id__in=list(order_ids))}
 
 
 # --- Finding an order again ------------------------------------------------------------------

@@ -349,6 +349,10 @@ def confirm(request: HttpRequest) -> HttpResponse:
                                 package_id=choice.get("package_id"), quantity=choice.get("quantity"))
         except PromoCodeError as exc:
             promo_error = str(exc)
+            if not posting:
+                # Applied earlier, used up or expired since: shown once, then out of the form.
+                request.session.pop(SESSION_PROMO, None)
+                code = ""
         except CatalogError:
             pass  # withdrawn meanwhile: placing the order says so
     methods = _method_choices(quote)

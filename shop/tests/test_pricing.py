@@ -403,3 +403,25 @@ def test_a_state_change_is_still_refused_before_the_margin(catalog, methods):
 
 def test_buyer_identity_without_anything_matches_nothing():
     assert BuyerIdentity().redemptions_match() is None
+
+
+def test_before_a_method_is_chosen_the_quote_shows_the_best_offered_price(catalog, methods):
+    promo("SAVE10")
+    standard = catalog.packages.get(name="Standard")
+
+    quote = quote_price(product=catalog, package_id=standard.pk, channel="web", promo_code="SAVE10")
+
+    assert (quote.price, quote.discount, quote.discount_limited) == (D("8.26"), D("0.24"), True)
+
+
+def test_promos_for_a_page_of_orders_in_one_query(catalog, methods, django_assert_num_queries):
+    from shop.selectors import promos_for_orders
+
+    promo("TEN", kind=PromoCode.Kind.FIXED, value=D("0.10"))
+    with_code = place(catalog, quantity=500, promo_code="TEN")
+    without = place(catalog, quantity=500)
+
+    with django_assert_num_queries(1):
+        found = promos_for_orders([with_code.pk, without.pk])
+
+    assert list(found) == [with_code.pk] and found[with_code.pk].discount == D("0.10")

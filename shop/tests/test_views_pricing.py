@@ -165,3 +165,19 @@ def test_one_use_per_buyer_on_the_web(buyer, catalog, guarded):
     assert again.status_code == 400
     assert "You have already used this promo code." in page(again)
     assert Order.objects.count() == 1
+
+
+def test_an_applied_code_used_up_since_is_shown_once_and_dropped(buyer, catalog, guarded):
+    code = PromoCode.objects.create(code="ONCE", kind=PromoCode.Kind.FIXED, value=D("0.10"))
+    buyer.choose_package(catalog.packages.get(name="Small"))
+    buyer.enter_recipient("@sandbox_ok")
+    buyer.client.post(reverse("shop:confirm"), {
+        "token": token_from(buyer.confirm_page()), "action": "promo", "promo_code": "ONCE"})
+    PromoCode.objects.filter(pk=code.pk).update(active=False)
+
+    html = page(buyer.confirm_page())
+
+    assert "There is no such promo code." in html and 'value="ONCE"' not in html
+    assert "shop_promo" not in buyer.client.session
+    assert buyer.confirm().status_code == 302
+    assert Order.objects.get().price == D("2.00")
