@@ -19,6 +19,8 @@ METHOD_PATTERN = re.compile(_FLOW + r"method:(?P<method>[a-z0-9_]{1,30})$")
 PAY_PATTERN = re.compile(_FLOW + r"pay$")
 SIMULATE_PATTERN = re.compile(_FLOW + r"simulate$")
 CANCEL_PATTERN = re.compile(_FLOW + r"cancel$")
+# "Promo code" on the payment screen, and "No code" (or drop the code) back to it.
+PROMO_PATTERN = re.compile(_FLOW + r"(?P<promo>promo|nopromo)$")
 LANGUAGE_PATTERN = re.compile(r"^lang:(?P<language>en|ru|auto)$")
 BUY_PATTERN = re.compile(r"^buy$")
 

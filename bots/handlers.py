@@ -47,7 +47,7 @@ from orders.exceptions import (
 from orders.payments.telegram_payments import CODE as TELEGRAM_PAYMENTS
 from orders.payments.telegram_payments import provider_token
 from orders.recipients import MAX_INPUT_LENGTH
-from shop.exceptions import CatalogError
+from shop.exceptions import CatalogError, MarginTooLow, PromoCodeError
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +232,9 @@ def button(callback: ButtonCallback) -> ButtonCallback:
             await _answer_stale(update)
         except CatalogError:
             await _answer_refusal(update, messages.no_longer_on_sale_text)
+        except MarginTooLow:
+            # A button from before a price or fee change, or forged: the method is not offered.
+            await _answer_refusal(update, messages.method_not_offered_text)
         except PaymentMethodUnavailable:
             await _answer_refusal(update, messages.method_unavailable_text)
 
@@ -334,6 +337,12 @@ async def payment_method_callback(update: Update, context: Context) -> None:
         await _answer(update)
         await _tell(update, messages.payment_provider_down_text)
         return
+    except PromoCodeError as exc:
+        # Used up or expired since it was applied: dropped, nothing was placed.
+        await _answer(update)
+        reason = str(exc)  # worded in the buyer's language by the service
+        await _tell(update, lambda: messages.promo_refused_text(reason))
+        return
     await _answer(update)
     with translation.override(step.buyer.language):
         text, markup, entities = messages.invoice_screen(step)
@@ -371,6 +380,24 @@ async def _send_invoice(update: Update, step: services.Step) -> None:
         # A wrong or revoked provider token, a currency the provider refuses: the operator's to fix.
         logger.error("sendInvoice refused for chat %s: %s", chat.id, exc.message)
         await _tell(update, messages.payment_provider_down_text)
+
+
+@button
+async def promo_callback(update: Update, context: Context) -> None:
+    """"Promo code" (asks for it) or "No code" / "Remove promo code" (back to the methods)."""
+    assert context.match is not None
+    match, account = context.match, _account(update)
+    if match["promo"] == "promo":
+        step = await db(services.buy_promo_ask, account=account, flow=match["flow"])
+        await _answer(update)
+        with translation.override(step.buyer.language):
+            screen = messages.promo_prompt_screen(step)
+    else:
+        step = await db(services.buy_promo_skip, account=account, flow=match["flow"])
+        await _answer(update)
+        with translation.override(step.buyer.language):
+            screen = messages.payment_screen(step)
+    await _show(update, *screen)
 
 
 @button
@@ -441,6 +468,8 @@ async def text_callback(update: Update, context: Context) -> None:
         await _amount_typed(update, buyer, text)
     elif buyer.state == services.TYPING_RECIPIENT:
         await _recipient_typed(update, buyer, text)
+    elif buyer.state == services.TYPING_PROMO:
+        await _promo_typed(update, buyer, text)
     else:
         with translation.override(buyer.language):
             reply = messages.idle_text() if buyer.state == services.IDLE else messages.use_buttons_text()
@@ -465,6 +494,22 @@ async def _amount_typed(update: Update, buyer: services.Buyer, text: str) -> Non
         return
     with translation.override(step.buyer.language):
         screen = messages.recipient_screen(step)
+    await _send(update, *screen)
+
+
+async def _promo_typed(update: Update, buyer: services.Buyer, text: str) -> None:
+    try:
+        step = await db(services.buy_promo_enter, account=_account(update), flow=buyer.flow, raw=text)
+    except StaleAction:
+        with translation.override(buyer.language):
+            await _send(update, messages.idle_text())
+        return
+    except CatalogError:
+        with translation.override(buyer.language):
+            await _send(update, messages.no_longer_on_sale_text())
+        return
+    with translation.override(step.buyer.language):
+        screen = messages.payment_screen(step)
     await _send(update, *screen)
 
 
@@ -609,6 +654,7 @@ def handlers_register(application: Application) -> None:
         (data.PAY_PATTERN, pay_callback),
         (data.SIMULATE_PATTERN, simulate_callback),
         (data.CANCEL_PATTERN, cancel_button_callback),
+        (data.PROMO_PATTERN, promo_callback),
     ]
     for pattern, tap_callback in buttons:
         application.add_handler(CallbackQueryHandler(tap_callback, pattern=pattern))

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageEntity
 
 from bots import callback_data as data
-from bots.services import TYPING_AMOUNT, TYPING_RECIPIENT, Catalog, Step
+from bots.services import TYPING_AMOUNT, TYPING_PROMO, TYPING_RECIPIENT, Catalog, Step
 from orders.display import (
     STATUS_LABELS,
     money_display,
@@ -249,25 +249,62 @@ def method_label(code: str, label: str) -> str:
 
 
 def payment_screen(step: Step) -> Screen:
-    """What it costs and the methods to pay with."""
-    assert step.quote is not None and step.recipient is not None
+    """What it costs and the methods to pay with (those the margin guard allows), and a promo code."""
+    quote = step.quote
+    assert quote is not None and step.recipient is not None
     flow = step.buyer.flow
-    lines = [
-        _("%(stars)s for %(handle)s.") % {
-            "stars": stars_display(step.quote.quantity), "handle": _handle(step.recipient),
-        },
-        _("To pay: %(price)s") % {"price": money_display(step.quote.price, step.quote.currency)},
-        "",
-    ]
+    lines = [step.promo_error, ""] if step.promo_error else []
+    lines.append(_("%(stars)s for %(handle)s.") % {
+        "stars": stars_display(quote.quantity), "handle": _handle(step.recipient),
+    })
+    if quote.promo is not None:
+        lines += [
+            _("Price: %(price)s") % {"price": money_display(quote.list_price, quote.currency)},
+            _("Promo code %(code)s: −%(discount)s") % {
+                "code": quote.promo.code, "discount": money_display(quote.discount, quote.currency)},
+        ]
+    lines += [_("To pay: %(price)s") % {"price": money_display(quote.price, quote.currency)}, ""]
+    prices = {method.code: method for method in quote.offered}
     if step.methods:
+        if quote.promo is not None and any(method.discount_limited for method in quote.offered):
+            lines += [_("With some payment methods the discount is smaller, so that the price still "
+                        "covers our costs: each button shows its price."), ""]
         lines.append(_("How would you like to pay?"))
+    elif step.not_offered:
+        lines.append(_("Sorry, this amount can't be paid for right now. Send /buy to choose "
+                       "another amount."))
     else:
         lines.append(_("Sorry, payments are not available right now. Please try again later."))
-    rows = [[_button(method_label(code, label), data.method_data(flow, code))]
-            for code, label in step.methods]
+    rows = []
+    for code, label in step.methods:
+        text = method_label(code, label)
+        if quote.promo is not None and code in prices:
+            text += f" · {money_display(prices[code].price, quote.currency)}"
+        rows.append([_button(text, data.method_data(flow, code))])
+    if step.methods:
+        rows.append([_button(_("🏷 Remove promo code"), data.flow_data(flow, "nopromo"))
+                     if quote.promo is not None else
+                     _button(_("🏷 Promo code"), data.flow_data(flow, "promo"))])
     rows.append([_button(_("✏️ Change recipient"), data.flow_data(flow, "change"))])
     rows.append(_cancel_row(flow))
     return "\n".join(lines), _keyboard(*rows)
+
+
+def promo_prompt_screen(step: Step) -> Screen:
+    """Ask for the promo code."""
+    flow = step.buyer.flow
+    return (_("Send your promo code."),
+            _keyboard([_button(_("No code"), data.flow_data(flow, "nopromo"))], _cancel_row(flow)))
+
+
+def promo_refused_text(reason: str) -> str:
+    """A promo code that could not be used when the order was placed; it has been dropped."""
+    return "\n\n".join([reason, _("The code was removed: tap a payment method again to pay the "
+                                   "full price, or /cancel.")])
+
+
+def method_not_offered_text() -> str:
+    return _("That payment method is not available for this amount. Choose another one.")
 
 
 def _code_entities(text: str, spans: Sequence[str]) -> list[MessageEntity]:
@@ -465,6 +502,8 @@ def non_text_text(state: str) -> str:
         return _("Please send the number of Stars as text, for example 500.")
     if state == TYPING_RECIPIENT:
         return _("Please send the @username or user ID as text.")
+    if state == TYPING_PROMO:
+        return _("Please send the promo code as text.")
     return _("I only understand text and buttons. Send /buy to buy Stars, or /help to see "
              "what I can do.")
 

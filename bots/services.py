@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from bots.exceptions import AmountOutOfRange, StaleAction
 from bots.models import BuyerNotice, TelegramUser
@@ -27,7 +27,6 @@ from orders.exceptions import (
     PaymentProviderError,
 )
 from orders.models import Channel, Order, OrderStatus, PaymentInvoice
-from orders.payments import payment_methods_for
 from orders.payments.demo import simulate_payment, simulate_supported
 from orders.payments.services import invoice_open, payment_notice_accept
 from orders.payments.telegram_payments import telegram_checkout_refusal, telegram_payment_notice
@@ -42,9 +41,10 @@ from orders.services import (
 from orders.suppliers.base import RecipientInfo
 from orders.transitions import BUYER_NOTICE_STATUSES
 from reseller.logging import order_log_context
-from shop.exceptions import ProductUnavailable, QuantityOutOfRange
+from shop.exceptions import ProductUnavailable, PromoCodeError, QuantityOutOfRange
 from shop.models import Package, Product
-from shop.selectors import Quote, package_list, product_default, quote_build
+from shop.pricing import BuyerIdentity, packages_offered, promo_code_normalize
+from shop.selectors import Quote, product_default, quote_build
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,11 @@ TYPING_RECIPIENT = "typing_recipient"
 CONFIRMING = "confirming"
 CHOOSING_PAYMENT = "choosing_payment"
 AWAITING_PAYMENT = "awaiting_payment"
+TYPING_PROMO = "typing_promo"
 STATES = (IDLE, CHOOSING_AMOUNT, TYPING_AMOUNT, CHOOSING_RECIPIENT, TYPING_RECIPIENT, CONFIRMING,
-          CHOOSING_PAYMENT, AWAITING_PAYMENT)
+          CHOOSING_PAYMENT, AWAITING_PAYMENT, TYPING_PROMO)
+# Longest promo code a buyer may send; the codes themselves are at most 40 characters.
+PROMO_MAX_LENGTH = 40
 
 # A notice still marked "sending" this long after it was claimed died mid-send: send it again.
 NOTICE_RECLAIM_AFTER = timedelta(minutes=10)
@@ -112,6 +115,10 @@ class Step:
     cancelled: bool = False
     # The invoice runs against a local fake: offer "Simulate payment (demo)".
     simulate: bool = False
+    # Payment methods exist, but the margin guard lets none of them sell this package or amount.
+    not_offered: bool = False
+    # Why the promo code just sent cannot be used, in the buyer's language ("" if it can).
+    promo_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -245,7 +252,7 @@ def welcome_read(*, account: TelegramAccount) -> Step:
         product = product_default()
     except ProductUnavailable:
         return Step(buyer=buyer)
-    return Step(buyer=buyer, catalog=Catalog(product, list(package_list(product=product))))
+    return Step(buyer=buyer, catalog=Catalog(product, packages_offered(product=product, channel=CHANNEL)))
 
 
 def buyer_orders(*, account: TelegramAccount) -> Step:
@@ -257,11 +264,35 @@ def buyer_orders(*, account: TelegramAccount) -> Step:
 # --- Buying --------------------------------------------------------------------------------
 
 
-def _quote(draft: dict[str, Any]) -> Quote:
-    """Price what the draft holds from the catalog as it is now."""
+def _quote(draft: dict[str, Any], *, telegram_id: int | None = None, promo_code: str | None = None) -> Quote:
+    """Price what the draft holds from the catalog as it is now, for the bot's payment methods.
+
+    With the buyer's telegram_id, priced with the draft's promo code (or `promo_code`); a code
+    that can no longer be used raises PromoCodeError.
+    """
+    code = (draft.get("promo_code", "") if promo_code is None else promo_code) if telegram_id else ""
+    buyer = BuyerIdentity(telegram_id=telegram_id) if code else None
     if "package_id" in draft:
-        return quote_build(product=product_default(), package_id=int(draft["package_id"]))
-    return quote_build(product=product_default(), quantity=int(draft["quantity"]))
+        return quote_build(product=product_default(), package_id=int(draft["package_id"]),
+                           channel=CHANNEL, promo_code=code, buyer=buyer)
+    return quote_build(product=product_default(), quantity=int(draft["quantity"]), channel=CHANNEL,
+                       promo_code=code, buyer=buyer)
+
+
+def _quote_offered(draft: dict[str, Any]) -> Quote:
+    """_quote, refusing a package or amount no payment method may sell (the margin guard)."""
+    quote = _quote(draft)
+    if quote.methods and not quote.offered:
+        raise ProductUnavailable("no payment method may sell this at the minimum margin")
+    return quote
+
+
+def _payment_quote(user: TelegramUser) -> Quote:
+    """The quote the payment screen shows: with the draft's promo code while it can be used."""
+    try:
+        return _quote(user.draft, telegram_id=user.telegram_id)
+    except PromoCodeError:
+        return _quote(user.draft)  # placing the order says why the code is gone
 
 
 def _recipient(draft: dict[str, Any]) -> RecipientInfo:
@@ -273,7 +304,7 @@ def buy_start(*, account: TelegramAccount) -> Step:
     """Start a purchase (dropping any unfinished one): ask how many Stars."""
     user = _user_sync(account)
     product = product_default()
-    catalog = Catalog(product, list(package_list(product=product)))
+    catalog = Catalog(product, packages_offered(product=product, channel=CHANNEL))
     user = _advance(user, state=CHOOSING_AMOUNT, flow=secrets.token_hex(4), draft={})
     return Step(buyer=_buyer(user), catalog=catalog)
 
@@ -283,7 +314,7 @@ def buy_amount_choose(*, account: TelegramAccount, flow: str, package_id: int) -
     user = _user_sync(account)
     _expect(user, flow, CHOOSING_AMOUNT)
     draft = {"package_id": package_id}
-    quote = _quote(draft)
+    quote = _quote_offered(draft)
     user = _advance(user, state=CHOOSING_RECIPIENT, draft=draft)
     return Step(buyer=_buyer(user), quote=quote)
 
@@ -306,7 +337,7 @@ def buy_custom_amount_enter(*, account: TelegramAccount, flow: str, quantity: in
         raise AmountOutOfRange(product.min_quantity, product.max_quantity)
     draft = {"quantity": quantity}
     try:
-        quote = _quote(draft)
+        quote = _quote_offered(draft)
     except QuantityOutOfRange:
         raise AmountOutOfRange(product.min_quantity, product.max_quantity) from None
     user = _advance(user, state=CHOOSING_RECIPIENT, draft=draft)
@@ -346,21 +377,66 @@ def buy_recipient_check(*, account: TelegramAccount, flow: str, raw: str) -> Ste
 def buy_recipient_change(*, account: TelegramAccount, flow: str) -> Step:
     """The buyer wants another recipient: ask again who gets the Stars."""
     user = _user_sync(account)
-    _expect(user, flow, CONFIRMING, CHOOSING_PAYMENT)
+    _expect(user, flow, CONFIRMING, CHOOSING_PAYMENT, TYPING_PROMO)
     quote = _quote(user.draft)
     draft = {key: value for key, value in user.draft.items() if key != "recipient"}
     user = _advance(user, state=CHOOSING_RECIPIENT, draft=draft)
     return Step(buyer=_buyer(user), quote=quote)
 
 
+def _payment_step(user: TelegramUser, promo_error: str = "") -> Step:
+    """The payment screen: the methods the margin guard lets sell this, each at its price."""
+    quote = _payment_quote(user)
+    return Step(buyer=_buyer(user), quote=quote, recipient=_recipient(user.draft),
+                methods=[(method.code, method.label) for method in quote.offered],
+                not_offered=bool(quote.methods) and not quote.offered, promo_error=promo_error)
+
+
 def buy_confirm(*, account: TelegramAccount, flow: str) -> Step:
     """The buyer confirmed the recipient: offer the payment methods enabled for the bot."""
     user = _user_sync(account)
     _expect(user, flow, CONFIRMING)
-    quote = _quote(user.draft)
     user = _advance(user, state=CHOOSING_PAYMENT)
-    return Step(buyer=_buyer(user), quote=quote, recipient=_recipient(user.draft),
-                methods=payment_methods_for(CHANNEL))
+    return _payment_step(user)
+
+
+def buy_promo_ask(*, account: TelegramAccount, flow: str) -> Step:
+    """The buyer has a promo code: wait for them to send it."""
+    user = _user_sync(account)
+    _expect(user, flow, CHOOSING_PAYMENT)
+    user = _advance(user, state=TYPING_PROMO)
+    return Step(buyer=_buyer(user))
+
+
+def buy_promo_skip(*, account: TelegramAccount, flow: str) -> Step:
+    """No code after all (or drop the one applied): back to the payment methods at full price."""
+    user = _user_sync(account)
+    _expect(user, flow, TYPING_PROMO, CHOOSING_PAYMENT)
+    draft = {key: value for key, value in user.draft.items() if key != "promo_code"}
+    user = _advance(user, state=CHOOSING_PAYMENT, draft=draft)
+    return _payment_step(user)
+
+
+def buy_promo_enter(*, account: TelegramAccount, flow: str, raw: str) -> Step:
+    """The buyer sent a promo code: apply it if it can be used, and show the methods again.
+
+    A code that cannot be used leaves the draft as it was; the Step's promo_error says why,
+    in the buyer's language.
+    """
+    user = _user_sync(account)
+    _expect(user, flow, TYPING_PROMO)
+    code = promo_code_normalize(raw)[:PROMO_MAX_LENGTH]
+    promo_error = ""
+    draft = user.draft
+    with translation.override(_buyer(user).language):
+        try:
+            _quote(user.draft, telegram_id=account.telegram_id, promo_code=code)
+        except PromoCodeError as exc:
+            promo_error = str(exc)
+        else:
+            draft = {**user.draft, "promo_code": code}
+    user = _advance(user, state=CHOOSING_PAYMENT, draft=draft)
+    return _payment_step(user, promo_error=promo_error)
 
 
 def buy_order_place(*, account: TelegramAccount, flow: str, method: str) -> Step:
@@ -369,24 +445,36 @@ def buy_order_place(*, account: TelegramAccount, flow: str, method: str) -> Step
     One order per purchase flow and attempt: the request key makes a repeated tap, here or
     in another process, return the order the first one placed. When the provider cannot
     open the invoice, that order is cancelled and the next tap, with this method or another,
-    places a new one. Raises PaymentMethodUnavailable, PaymentProviderError and CatalogError.
+    places a new one. Raises PaymentMethodUnavailable (MarginTooLow for a method the margin
+    guard refuses), PaymentProviderError and CatalogError; PromoCodeError when the draft's code
+    can no longer be used, after dropping it so the next tap pays the full price.
     May call the payment provider: run it in its own thread.
     """
     user = _user_sync(account)
     _expect(user, flow, CHOOSING_PAYMENT)
     draft = user.draft
     attempt = int(draft.get("attempt", 0))
-    order = order_create(
-        channel=CHANNEL,
-        product=product_default(),
-        recipient_input=draft["recipient"]["input"],
-        recipient=_recipient(draft),
-        payment_method=method,
-        buyer_telegram_id=account.telegram_id,
-        request_key=f"tg:{account.telegram_id}:{flow}" + (f":{attempt}" if attempt else ""),
-        package_id=int(draft["package_id"]) if "package_id" in draft else None,
-        quantity=int(draft["quantity"]) if "quantity" in draft else None,
-    )
+    try:
+        with translation.override(_buyer(user).language):
+            order = order_create(
+                channel=CHANNEL,
+                product=product_default(),
+                recipient_input=draft["recipient"]["input"],
+                recipient=_recipient(draft),
+                payment_method=method,
+                buyer_telegram_id=account.telegram_id,
+                request_key=f"tg:{account.telegram_id}:{flow}" + (f":{attempt}" if attempt else ""),
+                package_id=int(draft["package_id"]) if "package_id" in draft else None,
+                quantity=int(draft["quantity"]) if "quantity" in draft else None,
+                promo_code=draft.get("promo_code", ""),
+            )
+    except PromoCodeError:
+        try:
+            _advance(user, state=CHOOSING_PAYMENT,
+                     draft={key: value for key, value in draft.items() if key != "promo_code"})
+        except StaleAction:
+            pass  # a twin tap moved the buyer on
+        raise
     with order_log_context(order.reference or ""):
         try:
             invoice = invoice_open(order=order)

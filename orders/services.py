@@ -58,7 +58,7 @@ from orders.models import (
     SupplierAttempt,
 )
 from orders.models import OrderStatus as S
-from orders.payments import payment_fee_percent, payment_methods_for, payment_provider_get
+from orders.payments import payment_methods_for, payment_provider_get
 from orders.recipients import recipient_parse
 from orders.suppliers import get_supplier_client
 from orders.suppliers.base import (
@@ -70,7 +70,7 @@ from orders.suppliers.base import (
 from orders.transitions import IN_FLIGHT_STATUSES, order_transition
 from reseller.ratelimits import Limit, limits_for, limits_hit
 from shop.models import Product
-from shop.money import percent_of
+from shop.pricing import BuyerIdentity, margin_refusal, promo_redeem
 from shop.selectors import Quote, quote_build
 
 logger = logging.getLogger(__name__)
@@ -182,11 +182,15 @@ def order_create(
     request_key: str = "",
     buyer_email: str = "",
     buyer_language: str = "",
+    promo_code: str = "",
 ) -> Order:
-    """Place an order awaiting payment, priced from the catalog at this moment.
+    """Place an order awaiting payment, priced by shop.pricing at this moment.
 
     A non-empty request_key makes the call idempotent per channel: repeating it (a double
-    click, a retried request) returns the order the first call placed.
+    click, a retried request) returns the order the first call placed. A method the margin
+    guard refuses for this package or amount raises MarginTooLow, a promo code that cannot be
+    used a PromoCodeError; either way nothing is created. The order keeps the price charged,
+    after the (capped) discount; the code's use is recorded in the same transaction.
     """
     if channel not in Channel.values:
         raise ValueError(f"unknown channel {channel!r}")
@@ -197,12 +201,19 @@ def order_create(
     if payment_method not in dict(payment_methods_for(channel)):
         raise PaymentMethodUnavailable("That payment method is not available here.")
     given = recipient_parse(recipient_input)
-    quote = quote_build(product=product, package_id=package_id, quantity=quantity)
+    session_hash = buyer_session_hash(buyer_session_key) if buyer_session_key else ""
+    buyer = BuyerIdentity(telegram_id=buyer_telegram_id, session_hash=session_hash,
+                          email=buyer_email)
+    quote = quote_build(product=product, package_id=package_id, quantity=quantity,
+                        channel=channel, payment_method=payment_method, promo_code=promo_code,
+                        buyer=buyer)
+    if not quote.allowed:
+        raise margin_refusal()
     try:
         return _order_insert(
             channel=channel, quote=quote, given=given, recipient=recipient,
             payment_method=payment_method, buyer_telegram_id=buyer_telegram_id,
-            buyer_session_hash=buyer_session_hash(buyer_session_key) if buyer_session_key else "",
+            buyer_session_hash=session_hash,
             request_key=request_key, buyer_email=buyer_email, buyer_language=buyer_language,
         )
     except IntegrityError:
@@ -239,7 +250,7 @@ def _order_insert(*, channel: str, quote: Quote, given: str, recipient: Recipien
             cost=quote.cost,
             cost_currency=quote.cost_currency,
             payment_method=payment_method,
-            payment_fee=percent_of(quote.price, payment_fee_percent(payment_method)),
+            payment_fee=quote.fee,
             buyer_telegram_id=buyer_telegram_id,
             buyer_session_hash=buyer_session_hash,
             request_key=request_key,
@@ -249,6 +260,12 @@ def _order_insert(*, channel: str, quote: Quote, given: str, recipient: Recipien
         )
         order.reference = f"ORD-{order.pk:06d}"
         order.save(update_fields=["reference"])
+        # Locks the code and counts its uses again: a race for its last use loses here, and
+        # this order rolls back with the refusal.
+        redemption = promo_redeem(order=order, quote=quote, buyer=BuyerIdentity(
+            telegram_id=buyer_telegram_id, session_hash=buyer_session_hash, email=buyer_email))
+        promo = ({"promo_code": redemption.code, "discount": str(redemption.discount),
+                  "list_price": str(quote.list_price)} if redemption else {})
         OrderEvent.objects.create(
             order=order,
             from_status="",
@@ -257,7 +274,7 @@ def _order_insert(*, channel: str, quote: Quote, given: str, recipient: Recipien
             reason="Order placed",
             # The buyer's language, for the receipt e-mail (shop.services.order_receipt_send).
             data={"price": str(order.price), "currency": order.currency, "stars": order.stars,
-                  **({"language": buyer_language} if buyer_language else {})},
+                  **promo, **({"language": buyer_language} if buyer_language else {})},
         )
     return order
 

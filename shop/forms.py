@@ -124,6 +124,15 @@ class ConfirmForm(forms.Form):
         },
     )
 
+    promo_code = forms.CharField(
+        label=_("Promo code (optional)"),
+        required=False,
+        max_length=40,
+        error_messages={"max_length": _("That is too long for a promo code.")},
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters",
+                                      "spellcheck": "false"}),
+    )
+
     buyer_email = forms.EmailField(
         label=_("E-mail for a receipt (optional)"),
         required=False,
@@ -135,6 +144,7 @@ class ConfirmForm(forms.Form):
     )
 
     def __init__(self, *args: Any, payment_methods: list[tuple[str, str]], **kwargs: Any) -> None:
+        """payment_methods: the (code, label) the buyer may choose; anything else is refused."""
         super().__init__(*args, **kwargs)
         field = cast(forms.ChoiceField, self.fields["payment_method"])
         field.choices = [(code, gettext(label)) for code, label in payment_methods]

@@ -3,10 +3,11 @@
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
 
 
 def _localized(row: models.Model, field: str) -> str:
@@ -44,6 +45,17 @@ class Product(models.Model):
         help_text="Retail price per unit for a custom amount.",
     )
     currency = models.CharField(max_length=3, default="USD")
+    # The margin guard (shop.pricing): price − supplier cost − the method's fee must reach the
+    # larger of these, or that method is not offered for that package or amount.
+    min_margin = models.DecimalField(
+        _("minimum margin"), max_digits=12, decimal_places=2, default=Decimal("0.01"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=_("Least net margin per order, in the product's currency. 0.01 never sells "
+                    "at a loss or at cost."))
+    min_margin_percent = models.DecimalField(
+        _("minimum margin (%)"), max_digits=5, decimal_places=2, default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        help_text=_("Least net margin as a percentage of the price paid; the larger minimum applies."))
     description = models.TextField(blank=True)
     description_ru = models.TextField("description (Russian)", blank=True)
     active = models.BooleanField(default=True)
@@ -106,3 +118,125 @@ class Supplier(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# --- Promo codes and price history -------------------------------------------------------------
+
+
+class PromoCode(models.Model):
+    """A discount buyers type in; applied by shop.pricing, never below a product's minimum margin."""
+
+    class Kind(models.TextChoices):
+        PERCENT = "percent", _("Percentage of the price")
+        FIXED = "fixed", _("Fixed amount")
+
+    # Stored upper-case (shop.pricing.promo_code_normalize): buyers type codes in any case.
+    code = models.CharField(_("code"), max_length=40, unique=True)
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.PERCENT)
+    value = models.DecimalField(
+        _("value"), max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))],
+        help_text=_("Percent off (e.g. 10) or an amount off in the code's currency (e.g. 0.50)."))
+    currency = models.CharField(_("currency"), max_length=3, default="USD",
+                                help_text=_("For a fixed amount: the currency it is in."))
+    valid_from = models.DateTimeField(_("valid from"), null=True, blank=True)
+    valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)
+    max_uses = models.PositiveIntegerField(
+        _("uses in total"), null=True, blank=True,
+        help_text=_("Orders that may use the code; empty for no limit. Expired and cancelled "
+                    "orders give their use back."))
+    max_uses_per_buyer = models.PositiveIntegerField(
+        _("uses per buyer"), null=True, blank=True, default=1,
+        help_text=_("Per Telegram user in the bot, per browser session or e-mail on the web; "
+                    "empty for no limit."))
+    product = models.ForeignKey(
+        Product, verbose_name=_("only for product"), on_delete=models.PROTECT, null=True, blank=True,
+        related_name="promo_codes")
+    packages = models.ManyToManyField(
+        Package, verbose_name=_("only for packages"), blank=True, related_name="promo_codes",
+        help_text=_("Leave empty for every package and the custom amount."))
+    active = models.BooleanField(_("active"), default=True)
+    note = models.CharField(_("note"), max_length=200, blank=True,
+                            help_text=_("For staff: what the code is for."))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("promo code")
+        verbose_name_plural = _("promo codes")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(value__gt=0), name="promo_value_positive"),
+            models.CheckConstraint(condition=~Q(kind="percent") | Q(value__lte=100),
+                                   name="promo_percent_at_most_100"),
+            models.CheckConstraint(
+                condition=Q(valid_from__isnull=True) | Q(valid_until__isnull=True)
+                | Q(valid_until__gt=models.F("valid_from")),
+                name="promo_window_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class PromoRedemption(models.Model):
+    """A promo code used by one order: the discount it gave and who the buyer was."""
+
+    promo = models.ForeignKey(PromoCode, on_delete=models.PROTECT, related_name="redemptions")
+    # One code per order: the database refuses a second.
+    order = models.OneToOneField("orders.Order", on_delete=models.CASCADE, related_name="promo_redemption")
+    code = models.CharField(max_length=40, help_text="The code as it was when used.")
+    discount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    # Capped below what the code offers, to keep the order's margin at the product's minimum.
+    discount_limited = models.BooleanField(default=False)
+    buyer_telegram_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    buyer_session_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    buyer_email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("promo code use")
+        verbose_name_plural = _("promo code uses")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(discount__gt=0), name="promo_redemption_discount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} −{self.discount} {self.currency}"
+
+
+class PriceChange(models.Model):
+    """One change of a price, a cost or a minimum margin: who, when, what, old and new."""
+
+    class Field(models.TextChoices):
+        PACKAGE_PRICE = "package_price", _("Package price")
+        CUSTOM_UNIT_PRICE = "custom_unit_price", _("Custom amount price per unit")
+        SUPPLIER_COST = "supplier_cost", _("Supplier cost per unit")
+        MIN_MARGIN = "min_margin", _("Minimum margin")
+        MIN_MARGIN_PERCENT = "min_margin_percent", _("Minimum margin (%)")
+
+    changed_at = models.DateTimeField(_("changed at"), auto_now_add=True, db_index=True)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("changed by"),
+                                   on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    # Who or what made it when there is no user (a service, a command).
+    actor = models.CharField(_("actor"), max_length=100, blank=True)
+    field = models.CharField(_("what"), max_length=30, choices=Field.choices)
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="price_changes")
+    package = models.ForeignKey(Package, on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="price_changes")
+    supplier = models.ForeignKey(Supplier, on_delete=models.CASCADE, null=True, blank=True,
+                                 related_name="price_changes")
+    # Null old value: the row was created with this value.
+    old_value = models.DecimalField(_("old"), max_digits=12, decimal_places=6, null=True, blank=True)
+    new_value = models.DecimalField(_("new"), max_digits=12, decimal_places=6)
+    currency = models.CharField(max_length=3, blank=True)
+
+    class Meta:
+        verbose_name = _("price change")
+        verbose_name_plural = _("price changes")
+        ordering = ["-changed_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_field_display()}: {self.old_value} → {self.new_value}"

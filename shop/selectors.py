@@ -1,52 +1,25 @@
 """Storefront reads: what is on sale and what it costs, and finding a buyer's order again."""
 
 import re
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Iterable
 
-from django.conf import settings
-from django.db.models import Q, QuerySet
-from django.utils.formats import number_format
+from django.db.models import Q
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
 from orders.exceptions import InvalidRecipientInput
 from orders.models import Channel, Order
 from orders.recipients import recipient_parse
-from shop.exceptions import ProductUnavailable, QuantityOutOfRange
-from shop.models import Package, Product, Supplier
-from shop.money import money
-
-
-@dataclass(frozen=True)
-class Quote:
-    """The price and wholesale cost of a quantity of a product, fixed when an order is placed."""
-
-    product: Product
-    package: Package | None
-    quantity: int
-    price: Decimal
-    currency: str
-    supplier_code: str
-    cost: Decimal
-    cost_currency: str
-
-    @property
-    def name(self) -> str:
-        """The package name copied onto the order ("Custom" for a custom amount, untranslated)."""
-        return self.package.name if self.package else "Custom"
-
-
-def quantity_range_message(product: Product) -> str:
-    """Choose between 50 and 10,000 Stars. (The noun agrees with the larger number.)"""
-    return ngettext(
-        "Choose between %(min)s and %(max)s Star.",
-        "Choose between %(min)s and %(max)s Stars.",
-        product.max_quantity,
-    ) % {
-        "min": number_format(product.min_quantity, force_grouping=True),
-        "max": number_format(product.max_quantity, force_grouping=True),
-    }
+from shop.exceptions import ProductUnavailable
+from shop.models import Product, PromoRedemption
+# Re-exported: callers have imported these from here since before shop.pricing.
+from shop.pricing import (  # noqa: F401
+    BuyerIdentity,
+    Quote,
+    package_list,
+    quantity_range_message,
+    quote_price,
+    supplier_current,
+)
 
 
 def product_default() -> Product:
@@ -57,47 +30,26 @@ def product_default() -> Product:
     return product
 
 
-def package_list(*, product: Product) -> QuerySet[Package]:
-    """Active packages of a product, in display order."""
-    return product.packages.filter(active=True).order_by("sort_order", "quantity")
+def quote_build(*, product: Product, package_id: int | None = None, quantity: int | None = None,
+                channel: str | None = None, payment_method: str | None = None,
+                promo_code: str = "", buyer: BuyerIdentity | None = None) -> Quote:
+    """Price a package or a custom quantity from the catalog; never from buyer input.
+
+    The arithmetic, the margin guard and promo codes are shop.pricing.quote_price's.
+    """
+    return quote_price(product=product, package_id=package_id, quantity=quantity, channel=channel,
+                       payment_method=payment_method, promo_code=promo_code, buyer=buyer)
 
 
-def supplier_current() -> Supplier:
-    """The supplier the shop buys from (settings.SUPPLIER_CODE)."""
-    try:
-        return Supplier.objects.get(code=settings.SUPPLIER_CODE, active=True)
-    except Supplier.DoesNotExist:
-        raise ProductUnavailable(_("No active supplier is configured.")) from None
+def promo_for_order(order: Order) -> PromoRedemption | None:
+    """The promo code an order used, with the discount it gave; None without one."""
+    return PromoRedemption.objects.filter(order_id=order.pk).select_related("promo").first()
 
 
-def quote_build(*, product: Product, package_id: int | None = None, quantity: int | None = None) -> Quote:
-    """Price a package or a custom quantity from the catalog; never from buyer input."""
-    if not product.active:
-        raise ProductUnavailable(_("This product is not on sale."))
-    package: Package | None = None
-    if package_id is not None:
-        package = package_list(product=product).filter(pk=package_id).first()
-        if package is None:
-            raise ProductUnavailable(_("This package is not on sale."))
-        quantity = package.quantity
-        price, currency = package.price, package.currency
-    else:
-        if not product.custom_amount_enabled:
-            raise ProductUnavailable(_("Custom amounts are not on sale."))
-        if quantity is None or not product.min_quantity <= quantity <= product.max_quantity:
-            raise QuantityOutOfRange(quantity_range_message(product))
-        price, currency = money(product.custom_unit_price * quantity), product.currency
-    supplier = supplier_current()
-    return Quote(
-        product=product,
-        package=package,
-        quantity=quantity,
-        price=money(price),
-        currency=currency,
-        supplier_code=supplier.code,
-        cost=money(supplier.cost_per_unit * quantity),
-        cost_currency=supplier.currency,
-    )
+def promos_for_orders(order_ids: Iterable[int]) -> dict[int, PromoRedemption]:
+    """promo_for_order for a page of orders in one query: {order id: its redemption}."""
+    return {redemption.order_id: redemption
+            for redemption in PromoRedemption.objects.filter(order_id__in=list(order_ids))}
 
 
 # --- Finding an order again ------------------------------------------------------------------

@@ -52,7 +52,7 @@ from orders.display import (
     recipient_handle,
     stars_display,
 )
-from shop.exceptions import CatalogError, ProductUnavailable
+from shop.exceptions import CatalogError, MarginTooLow, ProductUnavailable, PromoCodeError
 from shop.forms import (
     EXPIRED_FORM_MESSAGE,
     ConfirmForm,
@@ -62,6 +62,7 @@ from shop.forms import (
     RecipientForm,
 )
 from shop.models import Product
+from shop.pricing import BuyerIdentity, order_methods_offered, packages_offered, promo_code_normalize
 from shop.ownership import (
     OWNER_KEY_PARAM,
     order_owner_grant,
@@ -72,12 +73,13 @@ from shop.selectors import (
     Quote,
     order_lookup,
     order_reference_normalize,
-    package_list,
     product_default,
+    promo_for_order,
     quote_build,
 )
 from reseller.ratelimits import client_ip
 from shop.services import order_lookup_blocked, order_lookup_failure_record
+from orders.services import buyer_session_hash
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ CHANNEL = "web"
 SESSION_CHOICE = "shop_choice"
 SESSION_RECIPIENT = "shop_recipient"
 SESSION_CONFIRM_TOKENS = "shop_confirm_tokens"
+# The promo code the buyer applied on the confirm page (normalised), shown again on the next render.
+SESSION_PROMO = "shop_promo"
 KEEP_TOKENS = 10
 
 MSG_NOT_FOUND = gettext_lazy(
@@ -107,14 +111,46 @@ MSG_PROVIDER_DOWN = gettext_lazy(
 MSG_OWNER_LINK_INVALID = gettext_lazy(
     "That link does not let you manage this order. You can still follow it on this page.")
 MSG_METHOD_CHANGED = gettext_lazy("You now pay with %(method)s.")
+MSG_AMOUNT_NOT_OFFERED = gettext_lazy(
+    "This amount can't be bought right now. Please choose another amount.")
+MSG_PROMO_APPLIED = gettext_lazy("Promo code %(code)s applied.")
+MSG_PROMO_LIMITED = gettext_lazy(
+    "Promo code %(code)s applied. With some payment methods its discount is smaller, so that "
+    "the price still covers our costs: each method shows its price.")
 
 def _quote_context(quote: Quote) -> dict[str, Any]:
     return {
         # Quote.name is what the order stores; the buyer reads the name in their language.
         "name": quote.package.localized("name") if quote.package else pgettext("package name", "Custom"),
         "stars": quote.quantity,
-        "price": money_display(quote.price, quote.currency),
+        "price": money_display(quote.list_price, quote.currency),
+        "promo": quote.promo.code if quote.promo else "",
+        "discount": money_display(quote.discount, quote.currency) if quote.discount else "",
+        "to_pay": money_display(quote.price, quote.currency),
     }
+
+
+def _buyer_identity(request: HttpRequest, email: str = "") -> BuyerIdentity:
+    """The web buyer for a promo code's per-buyer limit: their session, and an e-mail if given."""
+    session_key = request.session.session_key or ""
+    return BuyerIdentity(session_hash=buyer_session_hash(session_key) if session_key else "",
+                         email=email)
+
+
+def _method_choices(quote: Quote) -> list[tuple[str, str]]:
+    """The methods the margin guard lets through; with a promo code, each with its own price."""
+    choices = []
+    for method in quote.offered:
+        label = _(method.label)
+        if quote.promo is not None:
+            label = _("%(method)s — %(price)s") % {
+                "method": label, "price": money_display(method.price, quote.currency)}
+            if method.discount_limited:
+                label += " " + (_("(discount limited to %(discount)s)") % {
+                    "discount": money_display(method.discount, quote.currency)}
+                    if method.discount else _("(no discount with this method)"))
+        choices.append((method.code, label))
+    return choices
 
 
 def _page(request: HttpRequest, template: str, context: dict[str, Any] | None = None,
@@ -176,7 +212,8 @@ def catalog(request: HttpRequest) -> HttpResponse:
         product = product_default()
     except ProductUnavailable as exc:
         return _page(request, "shop/closed.html", {"reason": str(exc)}, status=503)
-    packages = list(package_list(product=product))
+    # The margin guard: a package no method of ours may sell is not offered at all.
+    packages = packages_offered(product=product, channel=CHANNEL)
     package_form = PackageChoiceForm(packages=packages)
     custom_form = CustomAmountForm(product=product)
     if request.method == "POST":
@@ -192,12 +229,16 @@ def catalog(request: HttpRequest) -> HttpResponse:
                 choice = {"quantity": form.cleaned_data["quantity"]}
         if choice is not None:
             try:
-                quote_build(product=product, **choice)
+                quote = quote_build(product=product, channel=CHANNEL,
+                                    package_id=choice.get("package_id"), quantity=choice.get("quantity"))
             except CatalogError as exc:
                 form.add_error(None, str(exc))
             else:
-                request.session[SESSION_CHOICE] = choice
-                return redirect("shop:recipient")
+                if quote.methods and not quote.offered:
+                    form.add_error(None, str(MSG_AMOUNT_NOT_OFFERED))
+                else:
+                    request.session[SESSION_CHOICE] = choice
+                    return redirect("shop:recipient")
     return _page(request, "shop/catalog.html", {
         "product": product,
         "product_name": product.localized("name"),
@@ -222,7 +263,8 @@ def _chosen_quote(request: HttpRequest) -> tuple[Product, dict[str, int], Quote]
         return redirect("shop:catalog")
     try:
         product = product_default()
-        quote = quote_build(product=product, **choice)
+        quote = quote_build(product=product, channel=CHANNEL, package_id=choice.get("package_id"),
+                            quantity=choice.get("quantity"))
     except CatalogError as exc:
         request.session.pop(SESSION_CHOICE, None)
         messages.error(request, _("%(reason)s Please choose again.") % {"reason": exc})
@@ -273,7 +315,12 @@ def recipient(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request: HttpRequest) -> HttpResponse:
-    """Show who gets what for how much; the buyer's yes places the order."""
+    """Show who gets what for how much; the buyer's yes places the order.
+
+    "Apply" (action=promo) prices the purchase with a promo code and shows it again, placing
+    nothing; the code then stays in the form. Only the methods the margin guard lets through
+    for this package or amount are offered, each at its own price when a code applies.
+    """
     token = request.POST.get("token", "") if request.method == "POST" else ""
     if token:
         # A repeated POST of a form that already placed its order (double click, reload).
@@ -289,25 +336,60 @@ def confirm(request: HttpRequest) -> HttpResponse:
         messages.info(request, MSG_RECIPIENT_FIRST)
         return redirect("shop:recipient")
     fingerprint = _confirm_fingerprint(choice, current)
-    methods = payment_methods_for(CHANNEL)
+    posting = request.method == "POST"
+    applied = request.session.get(SESSION_PROMO)
+    code = (promo_code_normalize(request.POST.get("promo_code", ""))[:40] if posting
+            else applied if isinstance(applied, str) else "")
+    email = request.POST.get("buyer_email", "").strip()[:254] if posting else ""
+    promo_error = ""
+    if code:
+        try:
+            quote = quote_build(product=product, channel=CHANNEL, promo_code=code,
+                                buyer=_buyer_identity(request, email),
+                                package_id=choice.get("package_id"), quantity=choice.get("quantity"))
+        except PromoCodeError as exc:
+            promo_error = str(exc)
+            if not posting:
+                # Applied earlier, used up or expired since: shown once, then out of the form.
+                request.session.pop(SESSION_PROMO, None)
+                code = ""
+        except CatalogError:
+            pass  # withdrawn meanwhile: placing the order says so
+    methods = _method_choices(quote)
     status = 200
-    form = ConfirmForm(payment_methods=methods)
-    if request.method == "POST":
+    form = ConfirmForm(payment_methods=methods, initial={"promo_code": code})
+    if posting and request.POST.get("action") == "promo":
+        # Apply or remove a code: nothing is placed, the page shows the new prices.
+        if code and not promo_error:
+            request.session[SESSION_PROMO] = code
+        else:
+            request.session.pop(SESSION_PROMO, None)
+        form = ConfirmForm(payment_methods=methods,
+                           initial={"promo_code": code, "buyer_email": email})
+        status = 400 if promo_error else 200
+    elif posting:
         form = ConfirmForm(request.POST, payment_methods=methods)
         issued = request.session.get(SESSION_CONFIRM_TOKENS) or {}
         if form.is_valid():
             shown = issued.get(form.cleaned_data["token"])
-            if shown is None:
+            if promo_error:
+                form.add_error("promo_code", promo_error)
+            elif shown is None:
                 form.add_error(None, EXPIRED_FORM_MESSAGE)
             elif shown != fingerprint:
                 form.add_error(None, MSG_CHANGED)
             else:
-                outcome = _order_place(request, form.cleaned_data, product, choice, current)
+                outcome = _order_place(request, form.cleaned_data, product, choice, current, code)
                 if isinstance(outcome, str):
                     form.add_error(None, outcome)
                 else:
+                    request.session.pop(SESSION_PROMO, None)
                     return redirect("shop:order_pay", public_id=outcome.public_id)
         status = 400
+    promo_note = ""
+    if quote.promo is not None and not promo_error:
+        limited = any(method.discount_limited for method in quote.offered)
+        promo_note = (MSG_PROMO_LIMITED if limited else MSG_PROMO_APPLIED) % {"code": quote.promo.code}
     # Each render is a new confirmation with its own token; the posted one is spent or stale.
     return _page(request, "shop/confirm.html", {
         "token": _confirm_token_issue(request, fingerprint),
@@ -316,11 +398,17 @@ def confirm(request: HttpRequest) -> HttpResponse:
         "user_id": current["user_id"],
         "form": form,
         "no_methods": not methods,
+        # Methods exist, but none may sell this package or amount (the margin guard).
+        "not_offered": bool(quote.methods) and not methods,
+        "promo_error": promo_error,
+        # A bound form carries the error on its field already.
+        "promo_error_list": [promo_error] if promo_error and not form.is_bound else [],
+        "promo_note": promo_note,
     }, status=status)
 
 
 def _order_place(request: HttpRequest, cleaned: dict[str, Any], product: Product,
-                 choice: dict[str, int], current: dict[str, str]) -> Order | str:
+                 choice: dict[str, int], current: dict[str, str], promo_code: str) -> Order | str:
     """Create the order once per confirm token; returns it, or a message for the buyer."""
     try:
         return order_create(
@@ -334,10 +422,15 @@ def _order_place(request: HttpRequest, cleaned: dict[str, Any], product: Product
             request_key=_request_key(cleaned["token"]),
             buyer_email=cleaned.get("buyer_email") or "",
             buyer_language=get_language() or "",
+            promo_code=promo_code,
             **choice,
         )
+    except MarginTooLow as exc:
+        return str(exc)
     except PaymentMethodUnavailable:
         return str(MSG_METHOD_UNAVAILABLE)
+    except PromoCodeError as exc:
+        return str(exc)
     except CatalogError as exc:
         return _("%(reason)s Please go back to the catalog and choose again.") % {"reason": exc}
 
@@ -417,6 +510,9 @@ def order_pay(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         except (OrderStateChanged, InvalidTransition):
             # Paid, expired or cancelled meanwhile: the status page says which.
             return redirect("shop:order_status", public_id=order.public_id)
+        except MarginTooLow as exc:
+            messages.error(request, str(exc))
+            return redirect("shop:order_pay", public_id=order.public_id)
         except PaymentMethodUnavailable:
             messages.error(request, MSG_METHOD_UNAVAILABLE)
             return redirect("shop:order_pay", public_id=order.public_id)
@@ -448,8 +544,11 @@ def order_pay(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         "handle": recipient_handle(order.recipient_username, order.recipient_user_id),
         "sandbox": sandbox,
         "method_label": _method_label(order.payment_method),
-        "other_methods": [(code, _(label)) for code, label in payment_methods_for(order.channel)
+        # Only methods the margin guard allows at the order's price (its discount included).
+        "other_methods": [(code, _(label)) for code, label in order_methods_offered(order=order)
                           if code != order.payment_method],
+        "promo": (promo := promo_for_order(order)),
+        "promo_discount": money_display(promo.discount, promo.currency) if promo else "",
         # One deadline: an invoice already expires at the earlier of its quote and the order.
         "pay_by": invoice.expires_at if invoice else order.expires_at,
         # A quote that lapses before the order does is replaced by reloading the page.

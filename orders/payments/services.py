@@ -325,15 +325,19 @@ def payment_method_change(*, order: Order, payment_method: str, actor: str) -> O
 
     A closed invoice is still found by its id or comment when a payment to it arrives late
     (payment_event_apply looks invoices up whatever their status), so that money is applied,
-    never lost. The next invoice_open quotes the new method.
+    never lost. The next invoice_open quotes the new method. A method that would take the
+    order under its product's minimum margin (shop.pricing's guard) raises MarginTooLow.
     """
     # Imported here to keep this addition to the end of the module.
     from orders.payments import payment_fee_percent
     from orders.services import order_note
     from shop.money import percent_of
+    from shop.pricing import order_method_check
 
     if payment_method not in dict(payment_methods_for(order.channel)):
         raise PaymentMethodUnavailable("That payment method is not available here.")
+    if payment_method != order.payment_method:
+        order_method_check(order=order, payment_method=payment_method)
     with transaction.atomic():
         current = Order.objects.select_for_update().only("status", "payment_method").get(pk=order.pk)
         if current.status != S.AWAITING_PAYMENT:

@@ -1,4 +1,4 @@
-"""The console's roles from migrations 0006 and 0007: Operators work orders; Managers also edit the catalog."""
+"""The console's roles from migrations 0006 and 0007 (and shop 0004): Operators work orders; Managers also edit the catalog."""
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -11,11 +11,13 @@ pytestmark = pytest.mark.django_db
 ORDERS_MODELS = ("order", "orderevent", "paymentinvoice", "paymentevent", "payment",
                  "supplierattempt", "providercursor")
 SHOP_MODELS = ("product", "package", "supplier")
+# Promo codes, their uses and the price history (shop 0004): both roles read them.
+PRICING_MODELS = ("promocode", "promoredemption", "pricechange")
 VIEW_ALL = ({f"orders.view_{model}" for model in ORDERS_MODELS}
-            | {f"shop.view_{model}" for model in SHOP_MODELS})
+            | {f"shop.view_{model}" for model in SHOP_MODELS + PRICING_MODELS})
 OPERATOR = VIEW_ALL | {"orders.change_order", "orders.add_orderevent", "orders.export_order"}
 # Reports (migration 0007) are the Managers' alone.
-MANAGER = OPERATOR | {f"shop.{action}_{model}" for model in SHOP_MODELS
+MANAGER = OPERATOR | {f"shop.{action}_{model}" for model in SHOP_MODELS + ("promocode",)
                       for action in ("add", "change")} | {"orders.view_report"}
 # The supplier account (stock migration 0002): both see it and resolve reconciliation
 # mismatches; Managers set the low-balance thresholds.
