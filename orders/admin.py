@@ -148,7 +148,7 @@ class SupplierAttemptInline(admin.TabularInline):
 
 
 def _label(status: str) -> str:
-    return str(S(status).label)
+    return str(S(status).label) if status in S.values else status
 
 
 def _references(orders: list[Order]) -> str:
@@ -400,18 +400,18 @@ class OrderAdmin(admin.ModelAdmin):
             raise PermissionDenied
         change_url = reverse("admin:orders_order_change", args=[order.pk])
         payments = console.owed_excess_payments(order) if action is console.REFUND_EXCESS else []
-        form = console.OrderActionForm(
-            request.POST if request.method == "POST" else None, action=action, payments=payments,
-            initial={"seen_status": order.status})
-        if request.method == "POST" and form.is_valid():
-            seen = form.cleaned_data["seen_status"]
-            if action.statuses is not None and seen != order.status:
-                self.message_user(request, _nothing_done(order, seen), messages.WARNING)
-                return redirect(change_url)
-            refusal = action.refusal(order)
-            if refusal:
-                self.message_user(request, refusal, messages.ERROR)
-                return redirect(change_url)
+        posted = request.method == "POST"
+        seen = request.POST.get("seen_status", order.status) if posted else order.status
+        if action.statuses is not None and seen != order.status:
+            self.message_user(request, _nothing_done(order, seen), messages.WARNING)
+            return redirect(change_url)
+        refusal = action.refusal(order)
+        if refusal:
+            self.message_user(request, refusal, messages.ERROR)
+            return redirect(change_url)
+        form = console.OrderActionForm(request.POST if posted else None, action=action,
+                                       payments=payments, initial={"seen_status": order.status})
+        if posted and form.is_valid():
             try:
                 done = action.perform(order, form.action_input(actor=_actor(request)))
             except OrderStateChanged as exc:
@@ -424,11 +424,6 @@ class OrderAdmin(admin.ModelAdmin):
                 self.log_change(request, order, f"{action.label}: {form.cleaned_data['reason']}")
                 self.message_user(request, done, messages.SUCCESS)
             return redirect(change_url)
-        if request.method != "POST":
-            refusal = action.refusal(order)
-            if refusal:
-                self.message_user(request, refusal, messages.ERROR)
-                return redirect(change_url)
         context = {
             **self.admin_site.each_context(request),
             "title": gettext("%(action)s: %(order)s") % {"action": action.label, "order": order},
