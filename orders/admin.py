@@ -60,7 +60,14 @@ def _time_column(field_name: str, description: str) -> Callable[[Any, Any], str 
     return column
 
 
-class OrderEventInline(admin.TabularInline):
+class _RowsOfThisOrder(admin.TabularInline):
+    """An inline whose rows name their order (their __str__): loaded with it, not once per row."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).select_related("order")
+
+
+class OrderEventInline(_RowsOfThisOrder):
     model = OrderEvent
     extra = 0
     can_delete = False
@@ -73,7 +80,7 @@ class OrderEventInline(admin.TabularInline):
         return False
 
 
-class PaymentInline(admin.TabularInline):
+class PaymentInline(_RowsOfThisOrder):
     model = Payment
     extra = 0
     can_delete = False
@@ -93,7 +100,7 @@ class PaymentInline(admin.TabularInline):
         return False
 
 
-class PaymentInvoiceInline(admin.TabularInline):
+class PaymentInvoiceInline(_RowsOfThisOrder):
     model = PaymentInvoice
     extra = 0
     can_delete = False
@@ -107,7 +114,7 @@ class PaymentInvoiceInline(admin.TabularInline):
         return False
 
 
-class PaymentEventInline(admin.TabularInline):
+class PaymentEventInline(_RowsOfThisOrder):
     model = PaymentEvent
     extra = 0
     can_delete = False
@@ -124,7 +131,7 @@ class PaymentEventInline(admin.TabularInline):
         return False
 
 
-class SupplierAttemptInline(admin.TabularInline):
+class SupplierAttemptInline(_RowsOfThisOrder):
     model = SupplierAttempt
     extra = 0
     can_delete = False

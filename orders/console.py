@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.utils.functional import Promise
@@ -260,8 +260,9 @@ class OrderActionForm(ActionForm):
         super().__init__(*args, action=action, **kwargs)
         if action is REFUND_EXCESS:
             self.payments = {payment.pk: payment for payment in payments}
-            self.fields["payment"].required = True
-            self.fields["payment"].choices = [
+            payment_field = cast(forms.TypedChoiceField, self.fields["payment"])
+            payment_field.required = True
+            payment_field.choices = [
                 (payment.pk, f"{payment} ({payment.excess_minor} minor units of "
                              f"{payment.currency} over)") for payment in payments]
         else:
