@@ -496,3 +496,15 @@ def test_operators_and_managers_act(staff, one_of_each, group, jobs):
     do(client, held, "retry", reason="Balance is back")
     assert status(held) == S.PAID
     assert OrderEvent.objects.get(order=held).actor == f"admin:{group.lower()}"
+
+
+def test_resend_a_bot_notice_enqueues_it_with_the_note(admin_client, make_order, settings, jobs,
+                                                       django_capture_on_commit_callbacks):
+    settings.ORDER_NOTICE_TASKS = {**settings.ORDER_NOTICE_TASKS, "bot": "bots.tasks.order_notify"}
+    order = make_order(S.REFUNDED, channel="bot", buyer_telegram_id=300000001)
+    assert "resend_notice" in offered(admin_client, order)
+    with django_capture_on_commit_callbacks(execute=True):
+        do(admin_client, order, "resend_notice", reason="Buyer asked where the money is")
+    note = OrderEvent.objects.get(order=order, actor="admin:admin")
+    assert jobs == [("resend", order.pk, S.REFUNDED, note.pk)]
+    assert status(order) == S.REFUNDED
