@@ -26,7 +26,7 @@ from orders.exceptions import (
     PaymentMethodUnavailable,
     PaymentProviderError,
 )
-from orders.models import Channel, Order, OrderStatus, PaymentInvoice
+from orders.models import Channel, Order, OrderEvent, OrderStatus, PaymentInvoice
 from orders.payments.demo import simulate_payment, simulate_supported
 from orders.payments.services import invoice_open, payment_notice_accept
 from orders.payments.telegram_payments import telegram_checkout_refusal, telegram_payment_notice
@@ -612,12 +612,14 @@ def buy_cancel(*, account: TelegramAccount, flow: str | None = None) -> Step:
 # --- Notices -------------------------------------------------------------------------------
 
 
-def notice_claim(*, order_id: int, status: str) -> NoticeClaim | None:
+def notice_claim(*, order_id: int, status: str, resend: int | None = None) -> NoticeClaim | None:
     """Claim the buyer's notice about an order's move to `status`; None if there is nothing to send.
 
     Nothing to send: not a bot order, a later notice already covers it (refund_pending once
     the order is refunded), it was sent or is being sent, or the buyer blocked the bot. A
-    notice that failed before, or died mid-send long ago, is claimed again.
+    notice that failed before, or died mid-send long ago, is claimed again. `resend`, an
+    operator's resend note (orders.services.order_notice_resend), also claims a sent notice
+    again, once: only if nothing touched the notice since the note was written.
     """
     order = Order.objects.select_related("product").filter(pk=order_id).first()
     if order is None or order.channel != CHANNEL or not order.buyer_telegram_id:
@@ -632,7 +634,8 @@ def notice_claim(*, order_id: int, status: str) -> NoticeClaim | None:
         notice = BuyerNotice.objects.get(order=order, status=status)
         stale = notice.updated_at < timezone.now() - NOTICE_RECLAIM_AFTER
         if not (notice.outcome == BuyerNotice.Outcome.FAILED
-                or (notice.outcome == BuyerNotice.Outcome.SENDING and stale)):
+                or (notice.outcome == BuyerNotice.Outcome.SENDING and stale)
+                or _resend_due(notice, order_id=order_id, resend=resend)):
             return None
         reclaimed = BuyerNotice.objects.filter(
             pk=notice.pk, outcome=notice.outcome, updated_at=notice.updated_at
@@ -646,6 +649,15 @@ def notice_claim(*, order_id: int, status: str) -> NoticeClaim | None:
         return None
     language = language_for(choice=user.language, language_code=user.language_code) if user else "en"
     return NoticeClaim(notice_id=notice.pk, chat_id=chat_id, language=language, order=order)
+
+
+def _resend_due(notice: BuyerNotice, *, order_id: int, resend: int | None) -> bool:
+    """Whether an operator's resend note asks for this notice again and nobody has acted on it yet."""
+    if resend is None or notice.outcome == BuyerNotice.Outcome.SENDING:
+        return False
+    requested = (OrderEvent.objects.filter(pk=resend, order_id=order_id)
+                 .values_list("created_at", flat=True).first())
+    return requested is not None and notice.updated_at <= requested
 
 
 def notice_record(*, notice_id: int, outcome: str, message_id: int | None = None, error: str = "") -> None:

@@ -29,11 +29,14 @@ SEND_RETRY_SECONDS = 1.0
 
 
 @order_task
-def order_notify(order_id: int, status: str) -> str:
-    """Tell the buyer on Telegram that their order reached `status`; running it twice sends once."""
+def order_notify(order_id: int, status: str, resend: int | None = None) -> str:
+    """Tell the buyer on Telegram that their order reached `status`; running it twice sends once.
+
+    `resend`: an operator's resend note; the notice goes out once more for it.
+    """
     if not settings.TELEGRAM_BOT_TOKEN:
         return "disabled"
-    claim = services.notice_claim(order_id=order_id, status=status)
+    claim = services.notice_claim(order_id=order_id, status=status, resend=resend)
     if claim is None:
         return "skipped"
     with translation.override(claim.language):

@@ -1,19 +1,29 @@
 """The operator's console for orders: read-only status, timeline, and actions that call services."""
 
+import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import dateformat, timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext, gettext_lazy as _, ngettext
 
 from bots.models import TelegramUser
-from orders import services
-from orders.exceptions import OrderError
+from orders import console, selectors
+from orders.exceptions import OrderError, OrderStateChanged
 from orders.exports import OrderExportMixin
 from orders.models import (
     Order,
@@ -25,7 +35,9 @@ from orders.models import (
     SupplierAttempt,
 )
 from orders.models import OrderStatus as S
-from orders.transitions import can_transition
+from orders.payments import services as payment_services
+from shop.selectors import promo_for_order
+from stock import selectors as stock_selectors
 
 # How many references a message names before it says "and N more".
 MESSAGE_REFERENCES = 10
@@ -51,7 +63,14 @@ def _time_column(field_name: str, description: str) -> Callable[[Any, Any], str 
     return column
 
 
-class OrderEventInline(admin.TabularInline):
+class _RowsOfThisOrder(admin.TabularInline):
+    """An inline whose rows name their order (their __str__): loaded with it, not once per row."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).select_related("order")
+
+
+class OrderEventInline(_RowsOfThisOrder):
     model = OrderEvent
     extra = 0
     can_delete = False
@@ -64,21 +83,27 @@ class OrderEventInline(admin.TabularInline):
         return False
 
 
-class PaymentInline(admin.TabularInline):
+class PaymentInline(_RowsOfThisOrder):
     model = Payment
     extra = 0
     can_delete = False
     fields = ("provider", "provider_reference", "amount", "currency", "status", "created",
-              "refund_reference", "refunded")
+              "refund_reference", "refunded", "excess_minor", "excess_refund_reference",
+              "excess_refunded", "raw_body")
     readonly_fields = fields
     created = _time_column("created_at", "Created")
     refunded = _time_column("refunded_at", "Refunded")
+    excess_refunded = _time_column("excess_refunded_at", "Excess refunded")
+
+    @admin.display(description=_("Raw"))
+    def raw_body(self, payment: Payment) -> str:
+        return folded(gettext("Provider's record"), _json(payment.raw))
 
     def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False
 
 
-class PaymentInvoiceInline(admin.TabularInline):
+class PaymentInvoiceInline(_RowsOfThisOrder):
     model = PaymentInvoice
     extra = 0
     can_delete = False
@@ -92,104 +117,158 @@ class PaymentInvoiceInline(admin.TabularInline):
         return False
 
 
-class PaymentEventInline(admin.TabularInline):
+class PaymentEventInline(_RowsOfThisOrder):
     model = PaymentEvent
     extra = 0
     can_delete = False
     fields = ("received", "provider", "event_key", "kind", "amount_minor", "currency",
-              "outcome", "detail")
+              "outcome", "detail", "raw_body")
     readonly_fields = fields
     received = _time_column("received_at", "Received")
+
+    @admin.display(description=_("Raw"))
+    def raw_body(self, event: PaymentEvent) -> str:
+        return folded(gettext("Body as received"), event.body or _json(event.data))
 
     def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False
 
 
-class SupplierAttemptInline(admin.TabularInline):
+class SupplierAttemptInline(_RowsOfThisOrder):
     model = SupplierAttempt
     extra = 0
     can_delete = False
     fields = ("number", "outcome", "error_code", "response_status", "supplier_order_id",
-              "started", "finished")
+              "started", "finished", "raw_request", "raw_response")
     readonly_fields = fields
     show_change_link = True
     started = _time_column("started_at", "Started")
     finished = _time_column("finished_at", "Finished")
 
+    @admin.display(description=_("Request"))
+    def raw_request(self, attempt: SupplierAttempt) -> str:
+        return folded(gettext("What we sent"), _json(attempt.request))
+
+    @admin.display(description=_("Response"))
+    def raw_response(self, attempt: SupplierAttempt) -> str:
+        return folded(gettext("What the supplier answered"), attempt.response_body)
+
     def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class OrderMove:
-    """What an order action does: the statuses it is meant for, where it sends them, and how."""
-
-    service: Callable[..., Order]
-    from_statuses: frozenset[str]
-    to_status: str
-
-    def applies_to(self, order: Order) -> bool:
-        # Both: the state machine also declares moves no operator may make from this button
-        # (awaiting payment -> paid is a payment's move, not a "resume").
-        return order.status in self.from_statuses and can_transition(order.status, self.to_status)
-
-
-RESUME = OrderMove(services.order_resume, frozenset({S.ON_HOLD, S.REVIEW}), S.PAID)
-REFUND = OrderMove(services.order_refund_start, frozenset({S.ON_HOLD, S.REVIEW}), S.REFUND_PENDING)
-CANCEL = OrderMove(services.order_cancel, frozenset({S.AWAITING_PAYMENT}), S.CANCELLED)
-
-
 def _label(status: str) -> str:
-    return str(S(status).label)
+    return str(S(status).label) if status in S.values else status
 
 
 def _references(orders: list[Order]) -> str:
     named = ", ".join(str(order) for order in orders[:MESSAGE_REFERENCES])
     more = len(orders) - MESSAGE_REFERENCES
-    return named + (f" and {more} more" if more > 0 else "")
+    return named + (gettext(" and %(count)s more") % {"count": more} if more > 0 else "")
 
 
 def _orders(count: int) -> str:
-    return f"{count} order" + ("" if count == 1 else "s")
+    return ngettext("%(count)s order", "%(count)s orders", count) % {"count": count}
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"admin:{request.user.get_username()}"
 
 
 def _run(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Order],
-         move: OrderMove, action: str) -> None:
-    """Apply one move to each selected order it applies to, and tell the operator what happened.
+         action: console.OrderAction, form: console.ActionForm) -> None:
+    """Apply one action to each selected order it applies to, and tell the operator what happened.
 
-    Which orders the move applies to is decided up front from the state machine; an order
-    moved by someone else in the meantime is reported by name, never skipped in silence.
+    Which orders the action applies to is decided up front from the state machine; an order
+    moved by someone else in the meantime (after it was read here) is reported by name, never
+    skipped in silence. Each order moved is also written to the admin log.
     """
-    actor = f"admin:{request.user.get_username()}"
+    assert action.statuses is not None and action.to_status is not None
     moved: list[Order] = []
     refused: dict[str, list[Order]] = {}  # status -> orders the action is not meant for
     raced: list[str] = []
     for order in queryset:
-        if not move.applies_to(order):
+        if not action.applies_to(order):
             refused.setdefault(order.status, []).append(order)
             continue
+        given = console.ActionInput(
+            actor=_actor(request), reason=form.cleaned_data["reason"],
+            expected_status=order.status, reference=form.cleaned_data.get("reference", ""))
         try:
-            move.service(order=order, actor=actor)
+            action.perform(order, given)
         except OrderError as exc:  # moved by a worker or another operator since it was listed
-            raced.append(f"{order} changed meanwhile: {str(exc).rstrip('.')}")
+            raced.append(gettext("%(order)s changed meanwhile: %(why)s") % {
+                "order": order, "why": str(exc).rstrip(".")})
         else:
             moved.append(order)
+            model_admin.log_change(request, order, f"{action.label}: {given.reason}")
     if moved:
-        model_admin.message_user(
-            request, f"{action}: {_orders(len(moved))} moved to {_label(move.to_status)} "
-            f"({_references(moved)}).", messages.SUCCESS)
+        model_admin.message_user(request, gettext("%(action)s: %(orders)s moved to %(status)s "
+                                                  "(%(references)s).") % {
+            "action": action.label, "orders": _orders(len(moved)),
+            "status": _label(action.to_status), "references": _references(moved)},
+            messages.SUCCESS)
     not_moved = sum(len(orders) for orders in refused.values()) + len(raced)
     if not_moved:
         reasons = [
-            f"{_references(orders)} {'is' if len(orders) == 1 else 'are'} {_label(status)}"
+            gettext("%(references)s %(verb)s %(status)s") % {
+                "references": _references(orders), "status": _label(status),
+                "verb": gettext("is") if len(orders) == 1 else gettext("are")}
             for status, orders in refused.items()
         ]
         if reasons:
-            allowed = " or ".join(sorted(_label(status) for status in move.from_statuses))
-            reasons[-1] += f" (it applies only to {allowed} orders)"
-        model_admin.message_user(
-            request, f"{action}: {_orders(not_moved)} not moved: {'; '.join(reasons + raced)}.",
-            messages.WARNING)
+            reasons[-1] += gettext(" (it applies only to %(allowed)s orders)") % {
+                "allowed": console.statuses_text(action.statuses)}
+        model_admin.message_user(request, gettext("%(action)s: %(orders)s not moved: %(why)s.") % {
+            "action": action.label, "orders": _orders(not_moved),
+            "why": "; ".join(reasons + raced)}, messages.WARNING)
+
+
+def held_balance_text(order: Order) -> str:
+    """For an order on hold for the supplier's balance: the balance it waits for, else ""."""
+    if order.status != S.ON_HOLD or order.status_reason != selectors.HOLD_REASON_BALANCE:
+        return ""
+    text = gettext("Waits for a supplier balance of at least %(cost)s %(currency)s (this "
+                   "order's cost); it resumes by itself once the balance covers it.") % {
+        "cost": order.cost, "currency": order.cost_currency}
+    balance = stock_selectors.balance_latest(supplier_code=order.supplier_code)
+    if balance is None or balance.amount is None:
+        return text + " " + gettext("The supplier balance has not been read yet.")
+    return text + " " + gettext("Supplier balance: %(amount)s %(currency)s at %(checked_at)s.") % {
+        "amount": balance.amount, "currency": balance.currency,
+        "checked_at": to_the_second(balance.amount_checked_at)}
+
+
+def folded(summary: str, text: str) -> str:
+    """A raw body folded away, so the page stays readable: <details> needs no script."""
+    if not text:
+        return "-"
+    return format_html("<details><summary>{}</summary><pre>{}</pre></details>", summary, text)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str) if value else ""
+
+
+class QueueFilter(admin.SimpleListFilter):
+    """The console's problem queues (orders.selectors), as the admin home links to them."""
+
+    title = _("Queue")
+    parameter_name = "queue"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        minutes = settings.CONSOLE_UNDELIVERED_MINUTES
+        return [(name, console.queue_label(name, undelivered_minutes=minutes))
+                for name in selectors.QUEUE_NAMES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Order]) -> QuerySet[Order]:
+        name = self.value()
+        if not name:
+            return queryset
+        if name not in selectors.QUEUE_NAMES:
+            raise IncorrectLookupParameters(f"No such queue: {name}")
+        return queryset.filter(selectors.problem_queue_filter(
+            name, undelivered_minutes=settings.CONSOLE_UNDELIVERED_MINUTES))
 
 
 def _found_elsewhere(handle: str) -> Q:
@@ -212,7 +291,8 @@ def _found_elsewhere(handle: str) -> Q:
 class OrderAdmin(OrderExportMixin, admin.ModelAdmin):
     list_display = ("reference", "status", "channel", "stars", "recipient", "price",
                     "currency", "payment_method", "created", "status_changed")
-    list_filter = ("status", "channel", "payment_method", ("created_at", admin.DateFieldListFilter))
+    list_filter = (QueueFilter, "status", "channel", "payment_method",
+                   ("created_at", admin.DateFieldListFilter))
     # Plus the buyer's username, invoices and payments: see get_search_results.
     search_fields = ("=reference", "=recipient_user_id", "recipient_username",
                      "buyer_telegram_id__exact", "=supplier_order_id", "=public_id")
@@ -223,18 +303,19 @@ class OrderAdmin(OrderExportMixin, admin.ModelAdmin):
     list_select_related = ("product",)
     inlines = [PaymentInvoiceInline, PaymentEventInline, PaymentInline, SupplierAttemptInline,
                OrderEventInline]
-    actions = ["resume_fulfilment", "start_refund", "cancel_unpaid"]
+    actions = ["resume_fulfilment", "start_refund", "cancel_unpaid", "mark_refunded_manually"]
     fieldsets = (
-        (None, {"fields": ("reference", "status", "status_reason", "channel", "public_id")}),
-        ("What and for whom", {"fields": ("product_name", "package_name", "stars", "recipient_input",
-                                          "recipient_user_id", "recipient_username")}),
-        ("Money", {"fields": ("price", "currency", "cost", "cost_currency", "payment_method",
-                              "payment_fee", "margin")}),
-        ("Supplier", {"fields": ("supplier_code", "idempotency_key", "supplier_order_id",
-                                 "supplier_status", "fulfilment_attempts", "next_action")}),
-        ("Times", {"fields": ("created", "expires", "paid", "delivered", "status_changed",
-                              "updated")}),
-        ("Buyer", {"fields": ("buyer_telegram_id", "buyer_session_hash", "request_key")}),
+        (None, {"fields": ("reference", "status", "status_reason", "held_balance", "channel",
+                           "public_id")}),
+        (_("What and for whom"), {"fields": ("product_name", "package_name", "stars",
+                                             "recipient_input", "recipient_validated")}),
+        (_("Buyer"), {"fields": ("buyer", "buyer_session_hash", "buyer_email", "request_key")}),
+        (_("Money"), {"fields": ("price", "currency", "promo", "cost", "cost_currency",
+                                 "payment_method", "payment_fee", "margin")}),
+        (_("Supplier"), {"fields": ("supplier_code", "idempotency_key", "supplier_order_id",
+                                    "supplier_status", "fulfilment_attempts", "next_action")}),
+        (_("Times"), {"fields": ("created", "expires", "paid", "delivered", "status_changed",
+                                 "updated")}),
     )
 
     created = _time_column("created_at", "Created")
@@ -248,7 +329,7 @@ class OrderAdmin(OrderExportMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Order | None = None):
         return [f.name for f in Order._meta.fields] + [
             "margin", "created", "expires", "paid", "delivered", "status_changed", "updated",
-            "next_action"]
+            "next_action", "held_balance", "recipient_validated", "buyer", "promo"]
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Order],
                            search_term: str) -> tuple[QuerySet[Order], bool]:
@@ -266,25 +347,178 @@ class OrderAdmin(OrderExportMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False  # a paid order must never disappear
 
-    @admin.display(description="Recipient", ordering="recipient_username")
+    @admin.display(description=_("Recipient"), ordering="recipient_username")
     def recipient(self, order: Order) -> str:
         return order.recipient_display
 
-    @admin.display(description="Margin")
+    @admin.display(description=_("Margin"))
     def margin(self, order: Order) -> str:
         return f"{order.margin} {order.currency}"
 
-    @admin.action(description="Resume fulfilment (on hold / review)")
-    def resume_fulfilment(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        _run(self, request, queryset, RESUME, "Resume fulfilment")
+    @admin.display(description=_("Promo code"))
+    def promo(self, order: Order) -> str:
+        redemption = promo_for_order(order)
+        if redemption is None:
+            return "-"
+        return gettext("%(code)s: %(discount)s %(currency)s off") % {
+            "code": redemption.code, "discount": redemption.discount,
+            "currency": order.currency}
 
-    @admin.action(description="Refund (on hold / review)")
-    def start_refund(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        _run(self, request, queryset, REFUND, "Refund")
+    @admin.display(description=_("Waiting for"))
+    def held_balance(self, order: Order) -> str:
+        return held_balance_text(order) or "-"
 
-    @admin.action(description="Cancel (unpaid only)")
-    def cancel_unpaid(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        _run(self, request, queryset, CANCEL, "Cancel")
+    @admin.display(description=_("Recipient validated"))
+    def recipient_validated(self, order: Order) -> str:
+        """Who the supplier said the buyer's input is, when the order was placed."""
+        if order.recipient_username:
+            return f"{order.recipient_username} (ID {order.recipient_user_id})"
+        return f"ID {order.recipient_user_id}"
+
+    @admin.display(description=_("Buyer"))
+    def buyer(self, order: Order) -> str:
+        """The channel and who on it: the Telegram user (with their username when the bot knows
+        them) or, on the storefront, the session hash."""
+        parts = [order.get_channel_display()]
+        if order.buyer_telegram_id:
+            user = TelegramUser.objects.filter(telegram_id=order.buyer_telegram_id).first()
+            username = f" @{user.username}" if user is not None and user.username else ""
+            parts.append(gettext("Telegram user %(id)s%(username)s") % {
+                "id": order.buyer_telegram_id, "username": username})
+        elif order.buyer_session_hash:
+            parts.append(gettext("storefront session %(hash)s…") % {
+                "hash": order.buyer_session_hash[:12]})
+        if order.buyer_email:
+            parts.append(order.buyer_email)
+        return " · ".join(parts)
+
+    # --- The order page's actions ------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        console_url = path("<path:object_id>/console/<str:action_name>/",
+                           self.admin_site.admin_view(self.console_view),
+                           name="orders_order_console")
+        return [console_url, *super().get_urls()]
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
+                           change: bool = False, form_url: str = "", obj: Order | None = None,
+                           ) -> HttpResponse:
+        if obj is not None:
+            context["status_since"] = to_the_second(obj.status_changed_at)
+            context["held_balance"] = held_balance_text(obj)
+            # Offered only to who may change orders, and only what applies to this order now.
+            context["console_actions"] = [
+                (action, reverse("admin:orders_order_console", args=[obj.pk, action.name]))
+                for action in console.actions_for(obj)
+            ] if self.has_change_permission(request, obj) else []
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def console_view(self, request: HttpRequest, object_id: str, action_name: str) -> HttpResponse:
+        """An action on one order: GET confirms what will happen, POST (with a reason) does it."""
+        action = console.ACTIONS.get(action_name)
+        if action is None:
+            raise Http404(f"No such action: {action_name}")
+        order = self.get_object(request, unquote(object_id))
+        if order is None:
+            raise Http404(f"No order {object_id}")
+        if not self.has_change_permission(request, order):
+            raise PermissionDenied
+        change_url = reverse("admin:orders_order_change", args=[order.pk])
+        payments = console.owed_excess_payments(order) if action is console.REFUND_EXCESS else []
+        posted = request.method == "POST"
+        seen = request.POST.get("seen_status", order.status) if posted else order.status
+        if action.statuses is not None and seen != order.status:
+            self.message_user(request, _nothing_done(order, seen), messages.WARNING)
+            return redirect(change_url)
+        refusal = action.refusal(order)
+        if refusal:
+            self.message_user(request, refusal, messages.ERROR)
+            return redirect(change_url)
+        form = console.OrderActionForm(request.POST if posted else None, action=action,
+                                       payments=payments, initial={"seen_status": order.status})
+        if posted and form.is_valid():
+            try:
+                done = action.perform(order, form.action_input(actor=_actor(request)))
+            except OrderStateChanged as exc:
+                self.message_user(request, _nothing_done(order, seen, now=exc.actual),
+                                  messages.WARNING)
+            except OrderError as exc:
+                self.message_user(request, gettext("Nothing was done: %(why)s") % {"why": exc},
+                                  messages.ERROR)
+            else:
+                self.log_change(request, order, f"{action.label}: {form.cleaned_data['reason']}")
+                self.message_user(request, done, messages.SUCCESS)
+            return redirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("%(action)s: %(order)s") % {"action": action.label, "order": order},
+            "action": action,
+            "order": order,
+            "form": form,
+            "payments": payments,
+            "excess_how": [payment_services.payment_excess_refund_how(payment)
+                           for payment in payments],
+            "change_url": change_url,
+            "opts": self.model._meta,
+            "original": order,
+        }
+        return TemplateResponse(request, "admin/orders/order/console_action.html", context)
+
+    # --- Bulk actions on the list ------------------------------------------------------
+
+    def _bulk(self, request: HttpRequest, queryset: QuerySet[Order],
+              action: console.OrderAction) -> HttpResponse | None:
+        """The list's version of an action: a confirmation page with the reason, then _run."""
+        confirmed = request.POST.get("confirm") == "yes"
+        form = console.ActionForm(request.POST if confirmed else None, action=action)
+        if confirmed and form.is_valid():
+            _run(self, request, queryset, action, form)
+            return None  # back to the list
+        orders = list(queryset.select_related(None).only("pk", "reference", "status"))
+        applies = [order for order in orders if action.applies_to(order)]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("%(action)s: %(orders)s selected") % {
+                "action": action.label, "orders": _orders(len(orders))},
+            "action": action,
+            "action_name": request.POST.get("action", ""),
+            "form": form,
+            "applies": applies[:MESSAGE_REFERENCES * 5],
+            "applies_count": len(applies),
+            "refused_count": len(orders) - len(applies),
+            "allowed": console.statuses_text(action.statuses or frozenset()),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/orders/order/bulk_action.html", context)
+
+    @admin.action(description=_("Retry fulfilment (on hold / review)"), permissions=["change"])
+    def resume_fulfilment(self, request: HttpRequest, queryset: QuerySet[Order]) -> HttpResponse | None:
+        return self._bulk(request, queryset, console.RETRY)
+
+    @admin.action(description=_("Refund (on hold / review / failed)"), permissions=["change"])
+    def start_refund(self, request: HttpRequest, queryset: QuerySet[Order]) -> HttpResponse | None:
+        return self._bulk(request, queryset, console.REFUND)
+
+    @admin.action(description=_("Cancel (unpaid only)"), permissions=["change"])
+    def cancel_unpaid(self, request: HttpRequest, queryset: QuerySet[Order]) -> HttpResponse | None:
+        return self._bulk(request, queryset, console.CANCEL)
+
+    @admin.action(description=_("Mark refunded manually (review / refund pending)"),
+                  permissions=["change"])
+    def mark_refunded_manually(self, request: HttpRequest,
+                               queryset: QuerySet[Order]) -> HttpResponse | None:
+        return self._bulk(request, queryset, console.MARK_REFUNDED)
+
+
+def _nothing_done(order: Order, seen: str, *, now: str | None = None) -> str:
+    """What a raced operator is told: the order moved between their page and their click."""
+    current = now or Order.objects.filter(pk=order.pk).values_list("status", flat=True).first()
+    return gettext("Nothing was done: %(order)s changed meanwhile. It was %(seen)s when you "
+                   "opened the page and is %(now)s now; look again before acting.") % {
+        "order": order, "seen": _label(seen),
+        "now": _label(current) if current else gettext("changed")}
 
 
 @admin.register(SupplierAttempt)

@@ -141,6 +141,14 @@ class InvalidTransition(OrderError):
         super().__init__(f"Order {reference} cannot move from {from_status} to {to_status}.")
 
 
+class OrderBusy(OrderError):
+    """A worker holds the order's lease right now; try again in a few seconds."""
+
+
+class ActionNotApplicable(OrderError):
+    """An operator's action that does not apply to this order (whatever its status says)."""
+
+
 class PaymentMismatch(OrderError):
     """A payment reference already belongs to another order."""
 

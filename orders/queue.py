@@ -21,6 +21,14 @@ def enqueue_buyer_notice(order_id: int, channel: str, status: str) -> None:
         async_task(task, order_id, status, group="notify", task_name=f"notify-{order_id}-{status}")
 
 
+def enqueue_buyer_notice_resend(order_id: int, channel: str, status: str, note_id: int) -> None:
+    """Send the buyer's notice about `status` again, once for the operator's note `note_id`."""
+    task = settings.ORDER_NOTICE_TASKS.get(channel)
+    if task:
+        async_task(task, order_id, status, resend=note_id, group="notify",
+                   task_name=f"notify-{order_id}-{status}-resend-{note_id}")
+
+
 def enqueue_periodic(func: str) -> None:
     """Run one of the periodic jobs now (the recovery loop does at cluster start)."""
     async_task(func, group="periodic", task_name=f"{func.rsplit('.', 1)[-1]}-now")

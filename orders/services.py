@@ -23,9 +23,11 @@ from django.utils.crypto import salted_hmac
 
 from orders import queue
 from orders.exceptions import (
+    ActionNotApplicable,
     IdempotencyConflict,
     InsufficientBalance,
     InvalidRecipient,
+    OrderBusy,
     OrderStateChanged,
     OutcomeUnknown,
     PaymentMethodUnavailable,
@@ -779,19 +781,26 @@ def order_refund(*, order_id: int, actor: str = "worker") -> Order:
         return Order.objects.get(pk=order_id)
 
 
-def order_resume(*, order: Order, actor: str, reason: str = "Resumed by an operator") -> Order:
-    """Send an on-hold or reviewed order back to fulfilment."""
+def order_resume(*, order: Order, actor: str, reason: str = "Resumed by an operator",
+                 expected_status: str | None = None) -> Order:
+    """Send an on-hold or reviewed order back to fulfilment.
+
+    With expected_status, an order that has moved since the caller read it is refused
+    (OrderStateChanged): the operator decided on what they saw.
+    """
     with transaction.atomic():
         order = order_transition(order=order, to_status=S.PAID, actor=actor, reason=reason,
-                                 next_action_at=_now())
+                                 expected_status=expected_status, next_action_at=_now())
         transaction.on_commit(lambda: queue.enqueue_fulfilment(order.pk))
     return order
 
 
-def order_refund_start(*, order: Order, actor: str, reason: str = "Refund decided by an operator") -> Order:
-    """Send an on-hold or reviewed order to refund."""
+def order_refund_start(*, order: Order, actor: str, reason: str = "Refund decided by an operator",
+                       expected_status: str | None = None) -> Order:
+    """Send an on-hold, reviewed or failed order to refund; the refund task does the rest."""
     with transaction.atomic():
-        order = order_transition(order=order, to_status=S.REFUND_PENDING, actor=actor, reason=reason)
+        order = order_transition(order=order, to_status=S.REFUND_PENDING, actor=actor,
+                                 reason=reason, expected_status=expected_status)
         transaction.on_commit(lambda: queue.enqueue_refund(order.pk))
     return order
 
@@ -891,3 +900,118 @@ def _resume_covered(held: list[Order], *, balance: SupplierBalance, actor: str) 
             continue  # resumed (or moved on) by someone else meanwhile
         resumed.append(order.pk)
     return resumed
+
+
+# The operator's console (orders/console.py) calls these; each records `actor` and the
+# operator's reason on the order's timeline.
+
+# Statuses an order's buyer notice may be sent again for: the final ones the buyer was told about.
+NOTICE_RESEND_STATUSES = frozenset({S.DELIVERED, S.REFUNDED})
+
+
+def order_mark_refunded(*, order: Order, actor: str, reason: str, refund_reference: str,
+                        expected_status: str) -> Order:
+    """Record that an operator refunded the order outside the shop (by hand, at the provider).
+
+    The order's confirmed payments are marked refunded with the operator's reference, so the
+    refund task, if it still runs, finds nothing left to refund.
+    """
+    refund_reference = refund_reference.strip()
+    if not refund_reference:
+        raise ActionNotApplicable("A refund reference is required.")
+    now = _now()
+    with transaction.atomic():
+        order = order_transition(
+            order=order, to_status=S.REFUNDED, actor=actor, reason=reason,
+            expected_status=expected_status,
+            data={"refund_reference": refund_reference, "refunded_outside_the_shop": True},
+        )
+        Payment.objects.filter(order=order, status=Payment.Status.CONFIRMED).update(
+            status=Payment.Status.REFUNDED, refund_reference=refund_reference[:200],
+            refunded_at=now,
+        )
+    return order
+
+
+@dataclass(frozen=True)
+class UnknownLookup:
+    """What an operator's supplier lookup of an unknown order found, and where it left the order."""
+
+    order: Order
+    found: SupplierOrder | None
+    error: str = ""
+
+
+def order_unknown_resolve(*, order: Order, actor: str, reason: str) -> UnknownLookup:
+    """Ask the supplier now what became of an order whose outcome is unknown, and apply it.
+
+    Only a lookup by our idempotency key: it never places a top-up, and an order the supplier
+    has no record of stays unknown (the worker decides when it is safe to place it again). The
+    order's lease keeps a worker from acting on it meanwhile; the call runs outside any
+    transaction. Raises OrderBusy while a worker holds it, OrderStateChanged once it is no
+    longer unknown.
+    """
+    owner = lease_owner_new()
+    if not order_lease_acquire(order_id=order.pk, owner=owner):
+        raise OrderBusy(f"A worker is working on order {order} right now; try again in a few seconds.")
+    try:
+        order = Order.objects.get(pk=order.pk)
+        if order.status != S.UNKNOWN:
+            raise OrderStateChanged(order.reference, expected=S.UNKNOWN, actual=order.status)
+        client = get_supplier_client()
+        try:
+            found = client.find_by_reference(order.idempotency_key)
+        except SupplierError as exc:
+            order_note(order=order, actor=actor, reason=reason,
+                       data={"lookup": "failed", **_error_data(exc)})
+            return UnknownLookup(order=order, found=None, error=f"{exc.code}: {exc}")
+        order_note(order=order, actor=actor, reason=reason, data={
+            "lookup": "found" if found else "not found",
+            **({"supplier_order_id": found.order_id, "supplier_status": str(found.status)}
+               if found else {}),
+        })
+        if found is None:
+            return UnknownLookup(order=order, found=None)
+        step = _Step(order=order, actor=actor, client=client)
+        _apply_supplier_order(step, found, expected=S.UNKNOWN)
+        return UnknownLookup(order=step.order, found=found)
+    finally:
+        order_lease_release(order_id=order.pk, owner=owner)
+
+
+def order_notice_refusal(order: Order) -> str:
+    """Why the buyer's notice of this order cannot be sent again, or "" when it can."""
+    if order.status not in NOTICE_RESEND_STATUSES:
+        return (f"Order {order} is {order.get_status_display()}: only delivered or refunded "
+                "orders have a notice to resend.")
+    if not settings.ORDER_NOTICE_TASKS.get(order.channel):
+        return f"Nothing sends notices for {order.get_channel_display()} orders here."
+    if order.channel == Channel.WEB and not order.buyer_email:
+        return "The buyer gave no e-mail address for a receipt."
+    if order.channel == Channel.BOT and not order.buyer_telegram_id:
+        return "The order has no buyer Telegram ID to send the notice to."
+    return ""
+
+
+def order_notice_resend(*, order: Order, actor: str, reason: str, expected_status: str) -> Order:
+    """Send the buyer's notice (bot message or e-mail receipt) about the order's status again.
+
+    Notices go out at most once per status; this records the resend on the timeline, and the
+    notice task sends once for that note (the note's id is its key), however often it runs.
+    """
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.status != expected_status:
+            raise OrderStateChanged(order.reference, expected=expected_status, actual=order.status)
+        refusal = order_notice_refusal(order)
+        if refusal:
+            raise ActionNotApplicable(refusal)
+        status = order.status
+        note = OrderEvent.objects.create(
+            order=order, from_status=status, to_status=status, actor=actor[:100],
+            reason=reason[:255], data={"notice_resend": status},
+        )
+        channel, order_id = order.channel, order.pk
+        transaction.on_commit(
+            lambda: queue.enqueue_buyer_notice_resend(order_id, channel, status, note.pk))
+    return order

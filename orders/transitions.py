@@ -23,7 +23,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # UNKNOWN leaves only on what a lookup by our idempotency key found (or an operator).
     S.UNKNOWN: frozenset({S.PROCESSING, S.DELIVERED, S.FAILED, S.PAID, S.REVIEW}),
     S.ON_HOLD: frozenset({S.PAID, S.REVIEW, S.REFUND_PENDING}),
-    S.REVIEW: frozenset({S.PAID, S.REFUND_PENDING, S.DELIVERED}),
+    # REFUNDED: an operator refunded it outside the shop and records the reference.
+    S.REVIEW: frozenset({S.PAID, S.REFUND_PENDING, S.DELIVERED, S.REFUNDED}),
     S.FAILED: frozenset({S.REFUND_PENDING}),
     S.REFUND_PENDING: frozenset({S.REFUNDED, S.REVIEW}),
     # Closed for the buyer, but money that arrives late must reach an operator, never vanish.

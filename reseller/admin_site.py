@@ -30,8 +30,7 @@ from django_otp import devices_for_user
 from django_otp.forms import OTPAuthenticationFormMixin
 from django_otp.models import Device
 
-from orders import selectors
-from orders.models import OrderStatus, Payment
+from orders import console, selectors
 from reseller import dashboard
 from stock import selectors as stock_selectors
 
@@ -149,7 +148,6 @@ class ResellerAdminSite(admin.AdminSite):
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         context = dict(extra_context or {})
         if request.user.has_perm("orders.view_order"):
-            # Not yet in reseller/settings.py (owned elsewhere): 10 minutes until it is.
             minutes = settings.CONSOLE_UNDELIVERED_MINUTES
             counts = selectors.problem_queue_counts(undelivered_minutes=minutes)
             context["problem_queues"] = problem_queues(counts, undelivered_minutes=minutes)
@@ -172,41 +170,17 @@ class ProblemQueue:
 
 
 def problem_queues(counts: selectors.ProblemQueueCounts, *, undelivered_minutes: int) -> list[ProblemQueue]:
-    """The admin home's queue lines, each linking to the changelist filtered to that queue."""
+    """The admin home's queue lines, each linking to the order list's Queue filter.
+
+    The list filters by the same conditions the counts come from (orders.selectors); the
+    paid-but-undelivered queue's cutoff moves on with the clock, so an order that crossed it
+    since the home was counted is listed too.
+    """
     orders = reverse("admin:orders_order_changelist")
-    payments = reverse("admin:orders_payment_changelist")
-
-    def link(changelist: str, **lookups: str) -> str:
-        return f"{changelist}?{urlencode(lookups)}"
-
-    on_hold, review = OrderStatus.ON_HOLD.value, OrderStatus.REVIEW.value
     return [
-        ProblemQueue(gettext("On hold"), counts.on_hold, link(orders, status__exact=on_hold)),
-        ProblemQueue(gettext("On hold: supplier balance too low"), counts.on_hold_balance,
-                     link(orders, status__exact=on_hold,
-                          status_reason=selectors.HOLD_REASON_BALANCE)),
-        ProblemQueue(gettext("On hold: supplier rejected our credentials"),
-                     counts.on_hold_credentials,
-                     link(orders, status__exact=on_hold,
-                          status_reason=selectors.HOLD_REASON_CREDENTIALS)),
-        ProblemQueue(gettext("Outcome unknown"), counts.unknown,
-                     link(orders, status__exact=OrderStatus.UNKNOWN.value)),
-        ProblemQueue(gettext("Needs review"), counts.review, link(orders, status__exact=review)),
-        ProblemQueue(gettext("Late payments (in review)"), counts.late_payments,
-                     link(orders, status__exact=review,
-                          status_reason__startswith=selectors.LATE_PAYMENT_REASON_PREFIX)),
-        ProblemQueue(gettext("Failed, awaiting refund"), counts.failed_awaiting_refund,
-                     link(orders, status__in=f"{OrderStatus.FAILED.value},"
-                                             f"{OrderStatus.REFUND_PENDING.value}")),
-        # The cutoff is the one counted: the list shows the same orders, not those added since.
-        ProblemQueue(
-            gettext("Paid, not delivered after %(minutes)s minutes") % {"minutes": undelivered_minutes},
-            counts.paid_undelivered,
-            link(orders, status__in=",".join(status.value for status in selectors.UNDELIVERED_STATUSES),
-                 paid_at__lt=counts.undelivered_cutoff.isoformat())),
-        ProblemQueue(gettext("Overpaid: excess to refund (payments)"), counts.overpaid_payments,
-                     link(payments, excess_minor__gt="0",
-                          status__exact=Payment.Status.CONFIRMED.value)),
+        ProblemQueue(console.queue_label(name, undelivered_minutes=undelivered_minutes),
+                     getattr(counts, name), f"{orders}?{urlencode({'queue': name})}")
+        for name in selectors.QUEUE_NAMES
     ]
 
 

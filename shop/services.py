@@ -30,15 +30,17 @@ LOOKUP_MAX_FAILURES = 10
 LOOKUP_WINDOW_SECONDS = 10 * 60
 
 
-def order_receipt_send(*, order_id: int, status: str) -> str:
+def order_receipt_send(*, order_id: int, status: str, resend: int | None = None) -> str:
     """E-mail the web buyer a receipt for the order's move to `status`; at most once per status.
 
     The note is written before the message leaves, so a second run (or a racing one) finds
     it and sends nothing; a send that raises removes it again, so the task's retry can send.
+    `resend`, an operator's resend note (orders.services.order_notice_resend), sends it once
+    more: at most once per such note.
     """
     if status not in BUYER_NOTICE_STATUSES:
         return "not a receipt status"
-    claim = _receipt_claim(order_id=order_id, status=status)
+    claim = _receipt_claim(order_id=order_id, status=status, resend=resend)
     if claim is None:
         return "skipped"
     order, note = claim
@@ -53,7 +55,8 @@ def order_receipt_send(*, order_id: int, status: str) -> str:
 
 
 @transaction.atomic
-def _receipt_claim(*, order_id: int, status: str) -> tuple[Order, OrderEvent] | None:
+def _receipt_claim(*, order_id: int, status: str, resend: int | None = None,
+                   ) -> tuple[Order, OrderEvent] | None:
     """Claim the receipt for (order, status); None when there is nothing to send.
 
     Nothing to send: no address, a later notice already covers it (refund_pending once the
@@ -66,11 +69,15 @@ def _receipt_claim(*, order_id: int, status: str) -> tuple[Order, OrderEvent] | 
         return None
     if order.status != status and order.status in BUYER_NOTICE_STATUSES:
         return None
-    if order.events.filter(reason=RECEIPT_REASON, data__receipt=status).exists():
+    sent = order.events.filter(reason=RECEIPT_REASON, data__receipt=status)
+    if resend is not None:
+        sent = sent.filter(data__resend=resend)
+    if sent.exists():
         return None
     note = OrderEvent.objects.create(
         order=order, from_status=order.status, to_status=order.status, actor=RECEIPT_ACTOR,
-        reason=RECEIPT_REASON, data={"receipt": status, "to": order.buyer_email},
+        reason=RECEIPT_REASON, data={"receipt": status, "to": order.buyer_email,
+                                     **({"resend": resend} if resend is not None else {})},
     )
     return order, note
 

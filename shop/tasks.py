@@ -10,6 +10,6 @@ from shop.services import order_receipt_send
 
 
 @order_task
-def order_receipt(order_id: int, status: str) -> str:
+def order_receipt(order_id: int, status: str, resend: int | None = None) -> str:
     """E-mail the receipt for the order's move to `status` if the buyer gave an address."""
-    return order_receipt_send(order_id=order_id, status=status)
+    return order_receipt_send(order_id=order_id, status=status, resend=resend)

@@ -15,12 +15,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from orders.exceptions import (
+    ActionNotApplicable,
     OrderStateChanged,
     PaymentMethodUnavailable,
     PaymentMismatch,
     PaymentProviderError,
 )
-from orders.models import Order, PaymentEvent, PaymentInvoice
+from orders.models import Order, Payment, PaymentEvent, PaymentInvoice
 from orders.models import OrderStatus as S
 from orders.payments import payment_methods_for, payment_provider_get, payment_quote_minutes
 from orders.payments.base import WATCH_AFTER_EXPIRY, NoticeKind, PaymentNotice
@@ -362,3 +363,51 @@ def payment_method_change(*, order: Order, payment_method: str, actor: str) -> O
                    data={"from": current.payment_method, "to": payment_method,
                          "invoices_closed": closed})
     return order
+
+
+# --- An overpayment's excess ------------------------------------------------------------
+
+
+def payment_excess_owed(payment: Payment) -> bool:
+    """Whether part of this payment (its excess) is still owed back to the buyer."""
+    return (payment.status == Payment.Status.CONFIRMED and payment.excess_minor > 0
+            and payment.excess_refunded_at is None)
+
+
+def payment_excess_refund_how(payment: Payment) -> str:
+    """How an operator returns this payment's excess.
+
+    Every provider's refund() here returns a whole payment and takes no amount, so none can
+    send back only the excess: it goes back by hand, and the operator records the transfer.
+    """
+    excess = from_minor(payment.excess_minor, payment.currency)
+    return (f"{payment.provider} cannot refund part of a payment through the shop: send "
+            f"{excess} {payment.currency} back to the buyer by hand (for payment "
+            f"{payment.provider_reference}), then record the transfer's reference here.")
+
+
+def payment_excess_mark_refunded(*, payment: Payment, actor: str, reason: str,
+                                 refund_reference: str) -> Payment:
+    """Record that an operator sent an overpayment's excess back outside the shop.
+
+    A conditional update: of two operators (or a full refund racing this) only one wins; the
+    other gets ActionNotApplicable and nothing is recorded twice.
+    """
+    refund_reference = refund_reference.strip()
+    if not refund_reference:
+        raise ActionNotApplicable("A refund reference is required.")
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Payment.objects.filter(
+            pk=payment.pk, status=Payment.Status.CONFIRMED, excess_minor__gt=0,
+            excess_refunded_at__isnull=True,
+        ).update(excess_refund_reference=refund_reference[:200], excess_refunded_at=now)
+        if updated != 1:
+            raise ActionNotApplicable(
+                f"Payment {payment} owes no excess any more: it was refunded meanwhile.")
+        order_note(order=payment.order, actor=actor, reason=reason, data={
+            "excess_refund_reference": refund_reference, "payment_id": payment.pk,
+            "excess_minor": payment.excess_minor, "currency": payment.currency,
+        })
+    payment.refresh_from_db()
+    return payment

@@ -160,3 +160,50 @@ def test_changelist_queries_do_not_grow_with_orders(admin_client, make_order, te
         response = admin_client.get(reverse(CHANGELIST), {"q": term} if term else {})
     assert response.status_code == 200
     assert len(response.context["cl"].result_list) == (0 if term == "ORD" else 50)
+
+
+# --- The Queue filter ------------------------------------------------------------------------
+
+
+def test_the_queue_filter_lists_every_queue_by_name(admin_client, make_order):
+    make_order(S.PAID)
+    body = admin_client.get(reverse(CHANGELIST)).content.decode()
+    for name, label in (("on_hold_balance", "On hold: supplier balance too low"),
+                        ("overpaid", "Overpaid: excess to refund"),
+                        ("paid_undelivered", "Paid, not delivered after 10 minutes")):
+        assert f"?queue={name}" in body and label in body
+
+
+def test_a_queue_lists_its_orders_only(admin_client, make_order, settings):
+    now = timezone.now()
+    late = make_order(S.PROCESSING, paid_at=now - timedelta(minutes=30))
+    recent = make_order(S.PROCESSING, paid_at=now - timedelta(minutes=2))
+    held = make_order(S.ON_HOLD, status_reason="Supplier balance too low")
+    response = admin_client.get(reverse(CHANGELIST), {"queue": "paid_undelivered"})
+    assert [order.pk for order in response.context["cl"].result_list] == [late.pk]
+    settings.CONSOLE_UNDELIVERED_MINUTES = 1
+    response = admin_client.get(reverse(CHANGELIST), {"queue": "paid_undelivered"})
+    assert {order.pk for order in response.context["cl"].result_list} == {late.pk, recent.pk}
+    response = admin_client.get(reverse(CHANGELIST), {"queue": "on_hold_balance"})
+    assert [order.pk for order in response.context["cl"].result_list] == [held.pk]
+
+
+def test_the_overpaid_queue_drops_an_order_once_its_excess_is_refunded(admin_client, make_order):
+    order = make_order(S.DELIVERED, paid_at=timezone.now())
+    payment = Payment.objects.create(order=order, provider="ton", provider_reference="tx-1",
+                                     amount=Decimal("5.2"), currency="TON", excess_minor=10)
+    Payment.objects.create(order=order, provider="ton", provider_reference="tx-2",
+                           amount=Decimal("5.2"), currency="TON", excess_minor=10)
+    listed = admin_client.get(reverse(CHANGELIST), {"queue": "overpaid"}).context["cl"]
+    assert [row.pk for row in listed.result_list] == [order.pk]  # once, with two payments
+    Payment.objects.filter(order=order).exclude(pk=payment.pk).update(
+        status=Payment.Status.REFUNDED)
+    Payment.objects.filter(pk=payment.pk).update(excess_refunded_at=timezone.now())
+    listed = admin_client.get(reverse(CHANGELIST), {"queue": "overpaid"}).context["cl"]
+    assert listed.result_count == 0
+
+
+def test_an_unknown_queue_is_refused(admin_client, make_order):
+    make_order(S.PAID)
+    response = admin_client.get(reverse(CHANGELIST), {"queue": "everything"})
+    assert response.status_code == 302 and "e=1" in response["Location"]

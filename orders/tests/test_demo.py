@@ -60,7 +60,7 @@ def test_every_case_the_console_shows_is_there(catalog, no_outside_calls):
     assert held.recipient_username == "@sandbox_broke"
     assert held.status_reason == selectors.HOLD_REASON_BALANCE
     counts = selectors.problem_queue_counts(undelivered_minutes=10)
-    assert (counts.on_hold_balance, counts.unknown, counts.review, counts.overpaid_payments) == (
+    assert (counts.on_hold_balance, counts.unknown, counts.review, counts.overpaid) == (
         1, 1, 1, 1)
     refunded = Order.objects.get(status=S.REFUNDED)
     assert refunded.payments.get().status == Payment.Status.REFUNDED and refunded.margin == 0
