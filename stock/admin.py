@@ -138,10 +138,10 @@ class ReconciliationMismatchAdmin(admin.ModelAdmin):
         for mismatch in open_ones:
             self.log_change(request, mismatch, gettext("Marked resolved"))
         self.message_user(request, ngettext(
-            "%(count)d mismatch marked resolved.", "%(count)d mismatches marked resolved.",
+            "%(count)s mismatch marked resolved.", "%(count)s mismatches marked resolved.",
             resolved) % {"count": resolved}, messages.SUCCESS)
         already = queryset.count() - len(open_ones)
         if already:
             self.message_user(request, ngettext(
-                "%(count)d was resolved already.", "%(count)d were resolved already.",
+                "%(count)s was resolved already.", "%(count)s were resolved already.",
                 already) % {"count": already}, messages.WARNING)
