@@ -102,9 +102,12 @@ def test_the_product_page_shows_the_custom_amounts_margins(admin_client, catalog
     html = admin_client.get(reverse("admin:shop_product_change", args=[catalog.pk])).content.decode()
 
     assert "Custom amount: net margin per payment method" in html
-    assert "50 units:" in html and "10000 units:" in html
-    # 10,000 at 0.018 = 180.00; cost 165.00; Crypto Pay 5.40 → 9.60.
-    assert "Crypto (USDT, TON, BTC via Crypto Pay): 9.60 USD" in html
+    # The range's ends and where each of the supplier's volume tiers starts.
+    assert all(f"{quantity} units:" in html for quantity in (50, 1000, 2500, 5000, 10000))
+    # 10,000 at 0.018 = 180.00; cost at 0.0132 from 5,000 = 132.00; Crypto Pay 5.40 → 42.60.
+    assert "Crypto (USDT, TON, BTC via Crypto Pay): 42.60 USD" in html
+    # 1,000 at 0.018 = 18.00; cost at 0.0150 from 1,000 = 15.00; Crypto Pay 0.54 → 2.46.
+    assert "Crypto (USDT, TON, BTC via Crypto Pay): 2.46 USD" in html
 
 
 # --- Price history --------------------------------------------------------------------------
