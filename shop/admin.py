@@ -199,14 +199,19 @@ class SupplierAdmin(admin.ModelAdmin):
         if formset.model is not SupplierVolumePrice:
             super().save_formset(request, form, formset, change)
             return
-        deleted = set(formset.deleted_forms) if formset.can_delete else set()
-        tiers = {
-            tier_form.cleaned_data["min_quantity"]: tier_form.cleaned_data["cost_per_unit"]
-            for tier_form in formset.forms
-            if tier_form not in deleted and tier_form.cleaned_data
-            and (tier_form.instance.pk is not None or tier_form.has_changed())
-        }
-        supplier_volume_prices_set(supplier=form.instance, tiers=tiers, user=request.user)
+        deleted = formset.deleted_forms if formset.can_delete else []
+        kept = [tier_form for tier_form in formset.forms
+                if tier_form not in deleted and tier_form.cleaned_data
+                and (tier_form.instance.pk is not None or tier_form.has_changed())]
+        supplier_volume_prices_set(
+            supplier=form.instance, user=request.user,
+            tiers={tier_form.cleaned_data["min_quantity"]: tier_form.cleaned_data["cost_per_unit"]
+                   for tier_form in kept})
+        # What formset.save() would have noted, for the admin log's change message.
+        formset.new_objects = [f.instance for f in kept if f.instance.pk is None]
+        formset.changed_objects = [(f.instance, f.changed_data) for f in kept
+                                   if f.instance.pk is not None and f.has_changed()]
+        formset.deleted_objects = [f.instance for f in deleted if f.instance.pk is not None]
 
 
 class PromoCodeForm(forms.ModelForm):
@@ -283,7 +288,10 @@ class PriceChangeAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("of"))
     def changed_of(self, change: PriceChange) -> str:
-        return str(change.package or change.supplier or change.product or "—")
+        of = str(change.package or change.supplier or change.product or "—")
+        if change.quantity is None:
+            return of
+        return gettext("%(of)s, from %(quantity)s units") % {"of": of, "quantity": change.quantity}
 
     @admin.display(description=_("who"))
     def who(self, change: PriceChange) -> str:

@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from shop.models import Package, PriceChange, PromoCode, Supplier
@@ -16,19 +15,6 @@ from shop.tests.test_pricing import methods_config
 pytestmark = pytest.mark.django_db
 
 D = Decimal
-
-
-@pytest.fixture
-def member(client, django_user_model):
-    """Log a staff user of the named group in."""
-
-    def login(group: str):
-        user = django_user_model.objects.create_user(username=group.lower(), is_staff=True)
-        user.groups.add(Group.objects.get(name=group))
-        client.force_login(user)
-        return client
-
-    return login
 
 
 @pytest.fixture
