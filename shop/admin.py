@@ -2,30 +2,49 @@
 
 Prices, costs and minimum margins are saved through shop.pricing.catalog_row_save, which
 records every change (who, when, old, new) in PriceChange, from the change forms, the
-product's package inline and the package list's editable prices alike.
+product's package inline and the package list's editable prices alike; a supplier's volume
+tiers through shop.pricing.supplier_volume_prices_set.
 """
 
-from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin
-from django.db.models import Count, Q, QuerySet, Subquery
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from shop.models import Package, PriceChange, Product, PromoCode, PromoRedemption, Supplier
+from shop.exceptions import ProductUnavailable
+from shop.models import (
+    Package,
+    PriceChange,
+    Product,
+    PromoCode,
+    PromoRedemption,
+    Supplier,
+    SupplierVolumePrice,
+)
 from shop.pricing import (
     RELEASED_STATUSES,
     MethodPrice,
     catalog_margins,
     catalog_row_save,
     promo_code_normalize,
+    supplier_current,
+    supplier_volume_prices_set,
 )
+
+
+def _supplier_or_none() -> Supplier | None:
+    """The current supplier with its volume tiers, or None when none is configured."""
+    try:
+        return supplier_current()
+    except ProductUnavailable:
+        return None
 
 
 def _margins_html(margins: tuple[MethodPrice, ...], currency: str) -> SafeString:
@@ -65,12 +84,18 @@ class ProductAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("Custom amount: net margin per payment method"))
     def custom_amount_margins(self, product: Product) -> SafeString:
-        if product.pk is None:
+        supplier = _supplier_or_none() if product.pk is not None else None
+        if supplier is None:
             return format_html("{}", "—")
+        # Within a volume tier the margin grows with the quantity: its first quantity is the worst.
+        quantities = {product.min_quantity, product.max_quantity} | {
+            tier.min_quantity for tier in supplier.volume_prices.all()
+            if product.min_quantity < tier.min_quantity <= product.max_quantity}
         rows = []
-        for quantity in sorted({product.min_quantity, product.max_quantity}):
+        for quantity in sorted(quantities):
             margins = catalog_margins(product=product, price=product.custom_unit_price * quantity,
-                                      currency=product.currency, quantity=quantity)
+                                      currency=product.currency, quantity=quantity,
+                                      supplier=supplier)
             rows.append((quantity, _margins_html(margins, product.currency)))
         return format_html_join("", '<div class="custom-margin"><strong>{}</strong> {}</div>',
                                 ((gettext("%(quantity)s units:") % {"quantity": quantity}, html)
@@ -101,13 +126,8 @@ class PackageAdmin(admin.ModelAdmin):
     ordering = ("product", "sort_order", "quantity")
     Media = MarginStyles
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Package]:
-        # The current supplier's cost beside each row: the margin column costs no query per row.
-        supplier = Supplier.objects.filter(code=settings.SUPPLIER_CODE, active=True)
-        return super().get_queryset(request).annotate(
-            supplier_cost_per_unit=Subquery(supplier.values("cost_per_unit")[:1]),
-            supplier_currency=Subquery(supplier.values("currency")[:1]),
-        )
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return PackageChangeList
 
     @admin.display(description=_("Price per unit"))
     def unit_price(self, package: Package) -> str:
@@ -115,14 +135,12 @@ class PackageAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("Net margin per payment method"))
     def margins(self, package: Package) -> SafeString:
-        cost_per_unit = getattr(package, "supplier_cost_per_unit", None)
-        if cost_per_unit is None:
+        supplier: Supplier | None = getattr(package, "current_supplier", None)
+        if supplier is None:
             return format_html("{}", gettext("no active supplier"))
-        margins = catalog_margins(
-            product=package.product, price=package.price, currency=package.currency,
-            quantity=package.quantity,
-            supplier=Supplier(code=settings.SUPPLIER_CODE, cost_per_unit=Decimal(cost_per_unit),
-                              currency=getattr(package, "supplier_currency", "")))
+        margins = catalog_margins(product=package.product, price=package.price,
+                                  currency=package.currency, quantity=package.quantity,
+                                  supplier=supplier)
         return _margins_html(margins, package.currency)
 
     def save_model(self, request: HttpRequest, obj: Package, form: forms.ModelForm, change: bool) -> None:
@@ -130,12 +148,70 @@ class PackageAdmin(admin.ModelAdmin):
         catalog_row_save(row=obj, user=request.user)
 
 
+class PackageChangeList(ChangeList):
+    """The package list with the current supplier (and its tiers) read once and set on each row.
+
+    The margin column then costs no query per row; the rows stay the page's queryset (its cache
+    filled here), which the list's editable prices use as well.
+    """
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        supplier = _supplier_or_none()
+        for package in self.result_list:
+            package.current_supplier = supplier
+
+
+class SupplierVolumePriceInline(admin.TabularInline):
+    """The supplier's volume tiers, part of its price list: whoever may change it may remove one."""
+
+    model = SupplierVolumePrice
+    extra = 0
+    fields = ("min_quantity", "cost_per_unit")
+    verbose_name = _("volume price")
+    verbose_name_plural = _("volume prices: from this quantity, this cost per unit (below the "
+                            "first, the supplier's cost per unit)")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Neither role holds a delete permission; a tier's removal is an edit of the supplier's
+        # prices and is recorded in the price history like any other.
+        return self.has_change_permission(request, obj)
+
+
 @admin.register(Supplier)
 class SupplierAdmin(admin.ModelAdmin):
-    list_display = ("name", "code", "cost_per_unit", "currency", "active")
+    list_display = ("name", "code", "cost_per_unit", "volume_price_list", "currency", "active")
+    inlines = [SupplierVolumePriceInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Supplier]:
+        return super().get_queryset(request).prefetch_related("volume_prices")
+
+    @admin.display(description=_("volume prices"))
+    def volume_price_list(self, supplier: Supplier) -> str:
+        return "; ".join(gettext("from %(quantity)s: %(cost)s") % {
+            "quantity": tier.min_quantity, "cost": tier.cost_per_unit}
+            for tier in supplier.volume_prices.all()) or "—"
 
     def save_model(self, request: HttpRequest, obj: Supplier, form: forms.ModelForm, change: bool) -> None:
         catalog_row_save(row=obj, user=request.user)
+
+    def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
+        if formset.model is not SupplierVolumePrice:
+            super().save_formset(request, form, formset, change)
+            return
+        deleted = formset.deleted_forms if formset.can_delete else []
+        kept = [tier_form for tier_form in formset.forms
+                if tier_form not in deleted and tier_form.cleaned_data
+                and (tier_form.instance.pk is not None or tier_form.has_changed())]
+        supplier_volume_prices_set(
+            supplier=form.instance, user=request.user,
+            tiers={tier_form.cleaned_data["min_quantity"]: tier_form.cleaned_data["cost_per_unit"]
+                   for tier_form in kept})
+        # What formset.save() would have noted, for the admin log's change message.
+        formset.new_objects = [f.instance for f in kept if f.instance.pk is None]
+        formset.changed_objects = [(f.instance, f.changed_data) for f in kept
+                                   if f.instance.pk is not None and f.has_changed()]
+        formset.deleted_objects = [f.instance for f in deleted if f.instance.pk is not None]
 
 
 class PromoCodeForm(forms.ModelForm):
@@ -212,7 +288,10 @@ class PriceChangeAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("of"))
     def changed_of(self, change: PriceChange) -> str:
-        return str(change.package or change.supplier or change.product or "—")
+        of = str(change.package or change.supplier or change.product or "—")
+        if change.quantity is None:
+            return of
+        return gettext("%(of)s, from %(quantity)s units") % {"of": of, "quantity": change.quantity}
 
     @admin.display(description=_("who"))
     def who(self, change: PriceChange) -> str:

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from shop.models import Package, Product, Supplier
+from shop.models import Package, Product, Supplier, SupplierVolumePrice
 
 STARS_PACKAGES = [
     ("Starter", "Стартовый", 50, "1.00"),
@@ -14,6 +14,16 @@ STARS_PACKAGES = [
     ("Large", "Большой", 1000, "16.00"),
     ("Mega", "Мега", 2500, "37.00"),
     ("Ultra", "Ультра", 5000, "70.00"),
+]
+# The sandbox supplier's volume tiers (from Stars, USD per Star); below the first its 0.0165.
+# With them every package keeps at least the minimum margin with Stripe's 2.5% and Crypto
+# Pay's 3%, except Standard via Crypto Pay: 8.50 − 8.25 − 0.26 = −0.01, refused by the guard.
+# Large 16.00 − 15.00: 0.60 by card, 0.52 by Crypto Pay; Mega 37.00 − 35.00: 1.07, 0.89;
+# Ultra 70.00 − 66.00: 2.25, 1.90.
+SANDBOX_VOLUME_PRICES = [
+    (1000, "0.0150"),
+    (2500, "0.0140"),
+    (5000, "0.0132"),
 ]
 PRODUCT_RUSSIAN = {
     "name_ru": "Звёзды Telegram",
@@ -26,7 +36,7 @@ PRODUCT_RUSSIAN = {
 
 @transaction.atomic
 def demo_catalog_load() -> Product:
-    """Create or update the Telegram Stars product, its packages and the sandbox supplier."""
+    """Create or update the Telegram Stars product, its packages and the sandbox supplier with its tiers."""
     product, _ = Product.objects.update_or_create(
         slug="telegram-stars",
         defaults={
@@ -57,9 +67,14 @@ def demo_catalog_load() -> Product:
         )
         Package.objects.filter(pk=package.pk, name_ru="").update(name_ru=name_ru)
     # $8.25 wholesale for 500 Stars, as in the seed's margin tables.
-    Supplier.objects.get_or_create(
+    supplier, _ = Supplier.objects.get_or_create(
         code="sandbox",
         defaults={"name": "Sandbox supplier", "cost_per_unit": Decimal("0.0165"), "currency": "USD"},
     )
+    # Only for a supplier without tiers: an operator's own volume prices survive a re-run.
+    if not supplier.volume_prices.exists():
+        SupplierVolumePrice.objects.bulk_create(
+            SupplierVolumePrice(supplier=supplier, min_quantity=quantity, cost_per_unit=Decimal(cost))
+            for quantity, cost in SANDBOX_VOLUME_PRICES)
     product.refresh_from_db()
     return product

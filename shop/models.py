@@ -120,6 +120,38 @@ class Supplier(models.Model):
         return self.name
 
 
+class SupplierVolumePrice(models.Model):
+    """A wholesale volume tier: from `min_quantity` units an order costs `cost_per_unit` each.
+
+    An order's unit cost is the tier with the greatest `min_quantity` up to its quantity, else the
+    supplier's own `cost_per_unit` (shop.pricing.supplier_cost).
+    """
+
+    supplier = models.ForeignKey(Supplier, on_delete=models.CASCADE, related_name="volume_prices")
+    min_quantity = models.PositiveIntegerField(
+        _("from quantity"), validators=[MinValueValidator(1)],
+        help_text=_("Orders of at least this many units cost the price below."))
+    cost_per_unit = models.DecimalField(
+        _("cost per unit"), max_digits=12, decimal_places=6,
+        validators=[MinValueValidator(Decimal("0.000001"))])
+
+    class Meta:
+        verbose_name = _("volume price")
+        verbose_name_plural = _("volume prices")
+        ordering = ["supplier", "min_quantity"]
+        constraints = [
+            models.UniqueConstraint(fields=["supplier", "min_quantity"],
+                                    name="supplier_volume_price_unique_quantity"),
+            models.CheckConstraint(condition=Q(min_quantity__gte=1),
+                                   name="supplier_volume_price_quantity_positive"),
+            models.CheckConstraint(condition=Q(cost_per_unit__gt=0),
+                                   name="supplier_volume_price_cost_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.supplier}: from {self.min_quantity}, {self.cost_per_unit} {self.supplier.currency}"
+
+
 # --- Promo codes and price history -------------------------------------------------------------
 
 
@@ -212,6 +244,7 @@ class PriceChange(models.Model):
         PACKAGE_PRICE = "package_price", _("Package price")
         CUSTOM_UNIT_PRICE = "custom_unit_price", _("Custom amount price per unit")
         SUPPLIER_COST = "supplier_cost", _("Supplier cost per unit")
+        SUPPLIER_VOLUME_COST = "supplier_volume_cost", _("Supplier cost per unit from a quantity")
         MIN_MARGIN = "min_margin", _("Minimum margin")
         MIN_MARGIN_PERCENT = "min_margin_percent", _("Minimum margin (%)")
 
@@ -228,9 +261,11 @@ class PriceChange(models.Model):
                                 related_name="price_changes")
     supplier = models.ForeignKey(Supplier, on_delete=models.CASCADE, null=True, blank=True,
                                  related_name="price_changes")
-    # Null old value: the row was created with this value.
+    # A supplier's volume tier: the quantity it starts from (a tier is known by it).
+    quantity = models.PositiveIntegerField(_("from quantity"), null=True, blank=True)
+    # Null old value: the row was created with this value; null new value: the tier was removed.
     old_value = models.DecimalField(_("old"), max_digits=12, decimal_places=6, null=True, blank=True)
-    new_value = models.DecimalField(_("new"), max_digits=12, decimal_places=6)
+    new_value = models.DecimalField(_("new"), max_digits=12, decimal_places=6, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
 
     class Meta:
@@ -239,4 +274,6 @@ class PriceChange(models.Model):
         ordering = ["-changed_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"{self.get_field_display()}: {self.old_value} → {self.new_value}"
+        old = "—" if self.old_value is None else self.old_value
+        new = "—" if self.new_value is None else self.new_value
+        return f"{self.get_field_display()}: {old} → {new}"

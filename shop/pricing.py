@@ -5,7 +5,8 @@ creation copies its figures onto the order, so they all agree on:
 
 - the list price (from the catalog, never from buyer input), a promo code's discount, and the
   price actually charged;
-- the supplier cost and each payment method's fee (settings.PAYMENT_METHODS fee_percent);
+- the supplier cost, by volume (supplier_cost: the supplier's tier for the quantity), and each
+  payment method's fee (settings.PAYMENT_METHODS fee_percent);
 - the net margin, price − cost − fee, against the product's minimum (the margin guard): a
   method whose margin falls under it is not offered for that package or amount, and a promo
   code's discount is capped so the margin never goes under it.
@@ -16,7 +17,7 @@ stores it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -43,7 +44,15 @@ from shop.exceptions import (
     PromoCodeUsedUp,
     QuantityOutOfRange,
 )
-from shop.models import Package, PriceChange, Product, PromoCode, PromoRedemption, Supplier
+from shop.models import (
+    Package,
+    PriceChange,
+    Product,
+    PromoCode,
+    PromoRedemption,
+    Supplier,
+    SupplierVolumePrice,
+)
 from shop.money import CENT, money, percent_of
 
 # Orders that gave their promo use back: they were never paid.
@@ -156,11 +165,32 @@ def package_list(*, product: Product) -> QuerySet[Package]:
 
 
 def supplier_current() -> Supplier:
-    """The supplier the shop buys from (settings.SUPPLIER_CODE)."""
+    """The supplier the shop buys from (settings.SUPPLIER_CODE), its volume tiers prefetched."""
     try:
-        return Supplier.objects.get(code=settings.SUPPLIER_CODE, active=True)
+        return (Supplier.objects.prefetch_related("volume_prices")
+                .get(code=settings.SUPPLIER_CODE, active=True))
     except Supplier.DoesNotExist:
         raise ProductUnavailable(_("No active supplier is configured.")) from None
+
+
+def supplier_unit_cost(*, supplier: Supplier, quantity: int) -> Decimal:
+    """What one unit costs in an order of `quantity`: the supplier's volume tier for it, else its base cost.
+
+    The tier is the one with the greatest `min_quantity` up to the quantity. Reads the tiers
+    through `supplier.volume_prices.all()`, so a supplier fetched with them prefetched (as
+    supplier_current does) costs no query per call.
+    """
+    unit_cost = supplier.cost_per_unit
+    reached = 0
+    for tier in supplier.volume_prices.all():
+        if reached < tier.min_quantity <= quantity:
+            unit_cost, reached = tier.cost_per_unit, tier.min_quantity
+    return unit_cost
+
+
+def supplier_cost(*, supplier: Supplier, quantity: int) -> Decimal:
+    """The supplier cost of an order of `quantity` units, in the supplier's currency, rounded to cents."""
+    return money(supplier_unit_cost(supplier=supplier, quantity=quantity) * quantity)
 
 
 # --- Arithmetic -----------------------------------------------------------------------------
@@ -265,7 +295,7 @@ def quote_price(*, product: Product, package_id: int | None = None, quantity: in
             raise QuantityOutOfRange(quantity_range_message(product))
         list_price, currency = money(product.custom_unit_price * quantity), product.currency
     supplier = supplier or supplier_current()
-    cost = money(supplier.cost_per_unit * quantity)
+    cost = supplier_cost(supplier=supplier, quantity=quantity)
     promo: PromoCode | None = None
     offer = Decimal("0.00")
     if promo_code:
@@ -315,7 +345,7 @@ def packages_offered(*, product: Product, channel: str) -> list[Package]:
     comparable = {package.pk: supplier.currency == package.currency for package in packages}
     offered = []
     for package in packages:
-        cost = money(supplier.cost_per_unit * package.quantity)
+        cost = supplier_cost(supplier=supplier, quantity=package.quantity)
         if not codes or any(
             method.allowed for method in _methods_priced(
                 codes=codes, product=product, list_price=money(package.price), cost=cost,
@@ -355,7 +385,7 @@ def catalog_margins(*, product: Product, price: Decimal, currency: str, quantity
     supplier = supplier or supplier_current()
     codes = [code for code, conf in settings.PAYMENT_METHODS.items() if conf.get("enabled")]
     return _methods_priced(codes=codes, product=product, list_price=money(price),
-                           cost=money(supplier.cost_per_unit * quantity),
+                           cost=supplier_cost(supplier=supplier, quantity=quantity),
                            comparable=supplier.currency == currency, offer=Decimal(0))
 
 
@@ -460,13 +490,56 @@ def catalog_row_save(*, row: Product | Package | Supplier, user: Any = None,
             if old is not None and Decimal(old) == Decimal(new):
                 continue
             changes.append(PriceChange(
-                changed_by=user if getattr(user, "pk", None) else None,
-                actor=actor or (f"admin:{user.get_username()}" if getattr(user, "pk", None) else ""),
-                field=kind, old_value=old, new_value=new,
+                **_changed_by(user=user, actor=actor), field=kind, old_value=old, new_value=new,
                 currency="" if kind == PriceChange.Field.MIN_MARGIN_PERCENT else row.currency,
                 product=row if isinstance(row, Product) else getattr(row, "product", None),
                 package=row if isinstance(row, Package) else None,
                 supplier=row if isinstance(row, Supplier) else None,
             ))
         PriceChange.objects.bulk_create(changes)
+    return changes
+
+
+def _changed_by(*, user: Any, actor: str) -> dict[str, Any]:
+    """A PriceChange's who: the signed-in user, else the named actor (a service, a command)."""
+    signed_in = bool(getattr(user, "pk", None))
+    return {"changed_by": user if signed_in else None,
+            "actor": actor or (f"admin:{user.get_username()}" if signed_in else "")}
+
+
+def supplier_volume_prices_set(*, supplier: Supplier, tiers: Mapping[int, Decimal], user: Any = None,
+                               actor: str = "") -> list[PriceChange]:
+    """Make a supplier's volume tiers exactly `tiers` (from quantity → cost per unit), recording each change.
+
+    A tier is known by the quantity it starts from: one whose quantity is edited is recorded as
+    removed at the old quantity and added at the new one, and tiers are rewritten by quantity
+    so that two tiers swapping quantities never meet the unique constraint half-way.
+    """
+    with transaction.atomic():
+        # One editor at a time per supplier: the second reads the first's tiers before diffing.
+        Supplier.objects.select_for_update().filter(pk=supplier.pk).first()
+        current = {tier.min_quantity: tier
+                    for tier in SupplierVolumePrice.objects.filter(supplier=supplier)}
+        changes = []
+        for quantity in sorted(current.keys() | tiers.keys()):
+            tier, new = current.get(quantity), tiers.get(quantity)
+            old = tier.cost_per_unit if tier is not None else None
+            if old is not None and new is not None and Decimal(old) == Decimal(new):
+                continue
+            if tier is None:
+                assert new is not None
+                SupplierVolumePrice.objects.create(supplier=supplier, min_quantity=quantity,
+                                                   cost_per_unit=new)
+            elif new is None:
+                tier.delete()
+            else:
+                tier.cost_per_unit = new
+                tier.save(update_fields=["cost_per_unit"])
+            changes.append(PriceChange(
+                **_changed_by(user=user, actor=actor), field=PriceChange.Field.SUPPLIER_VOLUME_COST,
+                supplier=supplier, quantity=quantity, old_value=old, new_value=new,
+                currency=supplier.currency))
+        PriceChange.objects.bulk_create(changes)
+    # A prefetched list on the caller's supplier would now be stale.
+    getattr(supplier, "_prefetched_objects_cache", {}).pop("volume_prices", None)
     return changes

@@ -25,7 +25,7 @@ def test_russian_buyers_read_russian_package_names_and_description(bot):
     screen = _start_screen(bot, "ru")
 
     assert "⭐ 500 звёзд — 8,50 $ · Стандарт" in screen
-    assert "⭐ 250 звёзд — 4,50 $ · Средний" in screen
+    assert "⭐ 5\xa0000 звёзд — 70,00 $ · Ультра" in screen
     assert RUSSIAN_DESCRIPTION in screen
     assert "Standard" not in screen and ENGLISH_DESCRIPTION not in screen
 
@@ -45,5 +45,5 @@ def test_an_empty_russian_text_falls_back_to_english(bot, catalog):
     screen = _start_screen(bot, "ru")
 
     assert "⭐ 500 звёзд — 8,50 $ · Standard" in screen
-    assert "⭐ 250 звёзд — 4,50 $ · Средний" in screen
+    assert "⭐ 1\xa0000 звёзд — 16,00 $ · Большой" in screen
     assert ENGLISH_DESCRIPTION in screen

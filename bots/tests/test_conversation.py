@@ -86,16 +86,16 @@ def test_buy_for_someone_else_by_username(bot, fulfilment_jobs):
     async def scenario(session):
         chat = session.chat(200000002, "Cleo")
         await chat.send("/buy")
-        # (The demo's 1,000 for $16.00 sells under cost: the margin guard leaves it out.)
-        await chat.tap("⭐ 250 · $4.50")
+        # 1,000 for $16.00: sold at a margin thanks to the supplier's volume price from 1,000.
+        await chat.tap("⭐ 1,000 · $16.00")
         await chat.tap("🎁 Someone else")
         await chat.send("@Sandbox_OK")
         assert chat.screen.startswith("Topping up @sandbox_ok — is this correct?")
         await chat.tap("✅ Yes")
-        assert chat.screen == ("250 Stars for @sandbox_ok.\nTo pay: $4.50\n\n"
+        assert chat.screen == ("1,000 Stars for @sandbox_ok.\nTo pay: $16.00\n\n"
                                "How would you like to pay?")
         await chat.tap("🧪 Test payment")
-        assert chat.screen.splitlines()[1:3] == ["250 Stars for @sandbox_ok.", "To pay: $4.50"]
+        assert chat.screen.splitlines()[1:3] == ["1,000 Stars for @sandbox_ok.", "To pay: $16.00"]
 
     bot.run(scenario)
     order = Order.objects.get()

@@ -11,7 +11,7 @@ from bots.models import TelegramUser
 from orders.models import Order
 from orders.services import order_create
 from orders.suppliers.base import RecipientInfo
-from shop.models import PromoCode, PromoRedemption
+from shop.models import PromoCode, PromoRedemption, Supplier
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,6 +61,8 @@ def test_the_keyboard_leaves_out_a_method_under_the_minimum_and_refuses_its_stal
 
 
 def test_packages_sold_under_cost_are_not_on_the_keyboard_and_their_buttons_are_refused(bot, guarded, catalog):
+    # Without its volume prices the supplier's 0.0165 a Star puts Large (16.00 for 16.50) under cost.
+    Supplier.objects.get(code="sandbox").volume_prices.all().delete()
     large = catalog.packages.get(name="Large")
 
     async def scenario(session):

@@ -10,7 +10,8 @@ pytestmark = pytest.mark.django_db
 
 ORDERS_MODELS = ("order", "orderevent", "paymentinvoice", "paymentevent", "payment",
                  "supplierattempt", "providercursor")
-SHOP_MODELS = ("product", "package", "supplier")
+# (Supplier volume prices: shop 0006.)
+SHOP_MODELS = ("product", "package", "supplier", "suppliervolumeprice")
 # Promo codes, their uses and the price history (shop 0004): both roles read them.
 PRICING_MODELS = ("promocode", "promoredemption", "pricechange")
 VIEW_ALL = ({f"orders.view_{model}" for model in ORDERS_MODELS}

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
@@ -24,6 +25,19 @@ def catalog(db) -> Product:
 def standard(catalog: Product) -> Package:
     """The Standard package: 500 Stars for $8.50."""
     return catalog.packages.get(name="Standard")
+
+
+@pytest.fixture
+def member(client, django_user_model):
+    """Log a staff user of the named group (Operators, Managers) in; returns the client."""
+
+    def login(group: str):
+        user = django_user_model.objects.create_user(username=group.lower(), is_staff=True)
+        user.groups.add(Group.objects.get(name=group))
+        client.force_login(user)
+        return client
+
+    return login
 
 
 @pytest.fixture

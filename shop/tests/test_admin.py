@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from shop.models import Package, PriceChange, PromoCode, Supplier
@@ -16,19 +15,6 @@ from shop.tests.test_pricing import methods_config
 pytestmark = pytest.mark.django_db
 
 D = Decimal
-
-
-@pytest.fixture
-def member(client, django_user_model):
-    """Log a staff user of the named group in."""
-
-    def login(group: str):
-        user = django_user_model.objects.create_user(username=group.lower(), is_staff=True)
-        user.groups.add(Group.objects.get(name=group))
-        client.force_login(user)
-        return client
-
-    return login
 
 
 @pytest.fixture
@@ -102,9 +88,12 @@ def test_the_product_page_shows_the_custom_amounts_margins(admin_client, catalog
     html = admin_client.get(reverse("admin:shop_product_change", args=[catalog.pk])).content.decode()
 
     assert "Custom amount: net margin per payment method" in html
-    assert "50 units:" in html and "10000 units:" in html
-    # 10,000 at 0.018 = 180.00; cost 165.00; Crypto Pay 5.40 → 9.60.
-    assert "Crypto (USDT, TON, BTC via Crypto Pay): 9.60 USD" in html
+    # The range's ends and where each of the supplier's volume tiers starts.
+    assert all(f"{quantity} units:" in html for quantity in (50, 1000, 2500, 5000, 10000))
+    # 10,000 at 0.018 = 180.00; cost at 0.0132 from 5,000 = 132.00; Crypto Pay 5.40 → 42.60.
+    assert "Crypto (USDT, TON, BTC via Crypto Pay): 42.60 USD" in html
+    # 1,000 at 0.018 = 18.00; cost at 0.0150 from 1,000 = 15.00; Crypto Pay 0.54 → 2.46.
+    assert "Crypto (USDT, TON, BTC via Crypto Pay): 2.46 USD" in html
 
 
 # --- Price history --------------------------------------------------------------------------

@@ -30,9 +30,8 @@ def test_catalog_lists_packages_custom_amount_and_what_stars_are_for(client, cat
     assert response.status_code == 200
     html = page(response)
     assert "pay for digital goods" in html.lower()
-    # (The demo's Large, Mega and Ultra sell under cost: the margin guard leaves them out.)
-    for name, stars, price in [("Starter", "50", "$1.00"), ("Medium", "250", "$4.50"),
-                               ("Standard", "500", "$8.50")]:
+    for name, stars, price in [("Starter", "50", "$1.00"), ("Standard", "500", "$8.50"),
+                               ("Ultra", "5,000", "$70.00")]:
         assert name in html and f"{stars} Stars" in html and price in html
     assert "$0.018" in html  # the custom amount's unit price
     assert 'min="50"' in html and 'max="10000"' in html
