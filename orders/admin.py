@@ -211,9 +211,8 @@ def _run(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
     not_moved = sum(len(orders) for orders in refused.values()) + len(raced)
     if not_moved:
         reasons = [
-            gettext("%(references)s %(verb)s %(status)s") % {
-                "references": _references(orders), "status": _label(status),
-                "verb": gettext("is") if len(orders) == 1 else gettext("are")}
+            ngettext("%(references)s is %(status)s", "%(references)s are %(status)s",
+                     len(orders)) % {"references": _references(orders), "status": _label(status)}
             for status, orders in refused.items()
         ]
         if reasons:
