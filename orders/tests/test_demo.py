@@ -136,3 +136,16 @@ def test_the_dashboard_over_the_demo_shows_revenue(catalog, client, django_user_
     assert {line.key for line in dashboard.by_method} == {
         "sandbox", "ton", "stripe", "cryptopay", "telegram"}
     assert dashboard.delivery.delivered == 28 and dashboard.outcomes.refunded == 1
+
+
+def test_demo_orders_are_priced_as_buyers_orders_are(catalog, no_outside_calls, settings):
+    """Each method's fee is charged, and no demo sale is one the margin guard would refuse."""
+    from shop.money import percent_of
+
+    demo.demo_orders_load()
+    orders = list(Order.objects.all())
+    for order in orders:
+        fee_percent = settings.PAYMENT_METHODS[order.payment_method]["fee_percent"]
+        assert order.payment_fee == percent_of(order.price, fee_percent), order
+        assert order.price - order.cost - order.payment_fee >= catalog.min_margin, order
+    assert any(order.payment_fee > 0 for order in orders)  # card and crypto sales pay fees
