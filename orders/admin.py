@@ -233,9 +233,15 @@ def held_balance_text(order: Order) -> str:
     balance = stock_selectors.balance_latest(supplier_code=order.supplier_code)
     if balance is None or balance.amount is None:
         return text + " " + gettext("The supplier balance has not been read yet.")
-    return text + " " + gettext("Supplier balance: %(amount)s %(currency)s at %(checked_at)s.") % {
+    text += " " + gettext("Supplier balance: %(amount)s %(currency)s at %(checked_at)s.") % {
         "amount": balance.amount, "currency": balance.currency,
         "checked_at": to_the_second(balance.amount_checked_at)}
+    if balance.currency == order.cost_currency and balance.amount >= order.cost:
+        # Each check that reads this much resumes the order; it came back refused for balance.
+        text += " " + gettext("That covers it, yet the supplier refused the top-up for its "
+                              "balance: check the account at the supplier (funds reserved "
+                              "or held there).")
+    return text
 
 
 def folded(summary: str, text: str) -> str:

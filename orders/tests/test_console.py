@@ -414,6 +414,24 @@ def test_held_balance_text_only_for_a_balance_hold(make_order):
     assert held_balance_text(make_order(S.PAID, status_reason=selectors.HOLD_REASON_BALANCE)) == ""
 
 
+def test_held_balance_text_shows_the_last_balance_and_says_when_it_covers_the_order(make_order):
+    from decimal import Decimal
+
+    from orders.admin import held_balance_text
+    from stock.models import BalanceReading
+
+    held = make_order(S.ON_HOLD, status_reason=selectors.HOLD_REASON_BALANCE)
+    assert "has not been read yet" in held_balance_text(held)
+    BalanceReading.objects.create(supplier_code=held.supplier_code, amount=Decimal("5.00"),
+                                  currency="USD")
+    short = held_balance_text(held)
+    assert "Supplier balance: 5.00 USD" in short and "check the account" not in short
+    BalanceReading.objects.create(supplier_code=held.supplier_code, amount=Decimal("100.00"),
+                                  currency="USD")
+    covered = held_balance_text(held)
+    assert "Supplier balance: 100.00 USD" in covered and "check the account at the supplier" in covered
+
+
 # --- Who may act ---------------------------------------------------------------------------
 
 
