@@ -203,6 +203,18 @@ class SupplierConfig:
     slow_seconds: float = 3.0
     balance: Decimal = Decimal("10000")
     cost_per_star: Decimal = Decimal("0.0165")
+    # Volume prices: (from this many Stars, this cost per Star), as the demo catalogue records
+    # them (shop/demo.py), so what the fake charges is what the shop expects to pay.
+    volume_costs: tuple[tuple[int, Decimal], ...] = (
+        (1000, Decimal("0.0150")), (2500, Decimal("0.0140")), (5000, Decimal("0.0132")))
+
+    def cost_of(self, stars: int) -> Decimal:
+        """What `stars` Stars cost at this supplier: the deepest volume price reached."""
+        per_star = self.cost_per_star
+        for from_stars, cost in sorted(self.volume_costs):
+            if stars >= from_stars:
+                per_star = cost
+        return (per_star * stars).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 class ApiError(Exception):
@@ -495,7 +507,7 @@ class SandboxState:
                 self._set(conn, "broke_state", "failed")
                 raise ApiError(500, "insufficient_balance", "Supplier wallet balance too low.")
 
-            cost = (self.config.cost_per_star * stars).quantize(CENT, rounding=ROUND_HALF_UP)
+            cost = self.config.cost_of(stars)
             balance = Decimal(self._get(conn, "balance"))
             if cost > balance:
                 raise ApiError(500, "insufficient_balance", "Supplier wallet balance too low.")
@@ -598,7 +610,7 @@ class SandboxState:
                       else _now_iso())
         cost = payload.get("cost")
         amount = (_parse_amount(cost) if cost is not None
-                  else (self.config.cost_per_star * stars).quantize(CENT, rounding=ROUND_HALF_UP))
+                  else self.config.cost_of(stars))
         username = payload.get("username")
         with self._transaction() as conn:
             if conn.execute("SELECT 1 FROM orders WHERE reference = ?", (reference,)).fetchone():

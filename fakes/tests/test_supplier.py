@@ -704,3 +704,29 @@ def test_a_dashboard_top_up_fixes_the_broke_recipient(api: Api, sandbox_supplier
     requests.post(f"{sandbox_supplier.url}/_sandbox/", data={"amount": "10"}, timeout=TIMEOUT)
     assert api.topup("@sandbox_broke", 500, key="b2").status_code == 201
     assert api.balance() == Decimal("10001.75")
+
+
+# --- volume prices -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stars,charged", [(500, "8.25"), (999, "16.48"), (1000, "15.00"),
+                                           (2500, "35.00"), (5000, "66.00")])
+def test_a_topup_is_charged_at_its_volume_price(api: Api, stars: int, charged: str) -> None:
+    before = api.balance()
+    response = api.topup("100000001", stars)
+    assert response.status_code in (200, 201), response.text
+    assert before - api.balance() == Decimal(charged)
+
+
+@pytest.mark.django_db
+def test_the_fake_charges_what_the_demo_catalogue_records() -> None:
+    """The demo's supplier cost and the sandbox's price agree at every package and tier edge."""
+    from shop.demo import demo_catalog_load
+    from shop.pricing import supplier_cost, supplier_current
+
+    product = demo_catalog_load()
+    supplier = supplier_current()
+    config = SupplierConfig(db_path="unused")
+    quantities = [package.quantity for package in product.packages.all()]
+    for stars in quantities + [999, 1000, 2499, 2500, 4999, 5000, 10_000]:
+        assert config.cost_of(stars) == supplier_cost(supplier=supplier, quantity=stars), stars
