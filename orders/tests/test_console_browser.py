@@ -12,6 +12,7 @@ from django.contrib.auth.models import Group
 
 from orders import services
 from orders.models import Order, OrderStatus
+from orders.tests.roles import roles_restore
 from shop.tests.test_browser import _new_page, browser  # noqa: F401
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -45,6 +46,7 @@ def held_order(catalog, supplier, q_sync) -> Order:
 
 @pytest.fixture
 def operator(django_user_model):
+    roles_restore()  # a transactional test before this one flushed the migrated groups
     user = django_user_model.objects.create_user(username="olga", password=PASSWORD, is_staff=True)
     user.groups.add(Group.objects.get(name="Operators"))
     return user

@@ -95,9 +95,10 @@ def gunicorn(production_env) -> tuple[str, dict[str, str]]:
     try:
         while True:
             try:
-                requests.get(f"{base}/healthz", timeout=1)
+                requests.get(f"{base}/healthz", timeout=5)
                 break
-            except requests.ConnectionError:
+            # Refused until it listens; a first answer can be slow while the worker imports.
+            except (requests.ConnectionError, requests.Timeout):
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail("gunicorn did not come up:\n" + (server.communicate()[0] or ""))
                 time.sleep(0.1)
