@@ -42,7 +42,7 @@ def order_notify(order_id: int, status: str, resend: int | None = None) -> str:
     with translation.override(claim.language):
         text = messages.notice_text(claim.order)
     try:
-        message_id = asyncio.run(_send(claim.chat_id, text))
+        message_id = asyncio.run(message_send(claim.chat_id, text))
     except Forbidden as exc:
         # Blocked the bot (or deleted their account): mark them so nobody tries again.
         logger.info("order %s: buyer %s blocked the bot: %s", order_id, claim.chat_id, exc.message)
@@ -67,8 +67,13 @@ def order_notify(order_id: int, status: str, resend: int | None = None) -> str:
     return "sent"
 
 
-async def _send(chat_id: int, text: str) -> int:
-    """Send one message through the Bot API, rate limited; returns its message ID."""
+async def message_send(chat_id: int | str, text: str, *, what: str = "notice") -> int:
+    """Send one message through the Bot API, rate limited; returns its message ID.
+
+    Connection errors are retried (SEND_ATTEMPTS, SEND_RETRY_SECONDS apart, growing); a
+    refusal (BadRequest, Forbidden) is raised at once. Buyer notices and operator alerts both
+    send through here.
+    """
     for attempt in range(1, SEND_ATTEMPTS + 1):
         bot = ExtBot(
             token=settings.TELEGRAM_BOT_TOKEN,
@@ -85,6 +90,6 @@ async def _send(chat_id: int, text: str) -> int:
         except NetworkError as exc:
             if attempt == SEND_ATTEMPTS:
                 raise
-            logger.info("notice to %s: %s, retrying", chat_id, exc)
+            logger.info("%s to %s: %s, retrying", what, chat_id, exc)
             await asyncio.sleep(attempt * SEND_RETRY_SECONDS)
     raise AssertionError("unreachable")

@@ -11,13 +11,11 @@ import logging
 from datetime import date, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.utils import formats, timezone
 from django.utils.translation import gettext
-from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
-from telegram.ext import ExtBot
+from telegram.error import BadRequest, Forbidden, TelegramError
 
-from bots.application import rate_limiter_build
+from bots.tasks import message_send
 from stock import services
 from stock.models import BalanceAlert
 
@@ -25,8 +23,6 @@ logger = logging.getLogger(__name__)
 
 # Connection errors and timeouts are tried this many times, 1 s apart, then 2 s; a 429 is
 # waited out by the rate limiter (as bots.tasks does for buyers' notices).
-SEND_ATTEMPTS = 3
-SEND_RETRY_SECONDS = 1.0
 
 
 def balance_check() -> dict[str, Any]:
@@ -55,7 +51,7 @@ def balance_alert_send(alert_id: int) -> str:
         return "skipped"
     text = alert_text(claim.alert)
     try:
-        message_id = asyncio.run(_send(claim.chat_id, text))
+        message_id = asyncio.run(message_send(_chat(claim.chat_id), text, what="balance alert"))
     except (BadRequest, Forbidden) as exc:
         # Chat not found, the bot not in the group or removed from it: sending the same
         # request again cannot help; the alert stays on the admin home and in its list.
@@ -95,25 +91,6 @@ def alert_text(alert: BalanceAlert) -> str:
     return text + " " + gettext("Checked at %(checked_at)s.") % values
 
 
-async def _send(chat_id: str, text: str) -> int:
-    """Send one message with the bot's token, rate limited; returns its message ID."""
-    target: int | str = int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id
-    for attempt in range(1, SEND_ATTEMPTS + 1):
-        bot = ExtBot(
-            token=settings.TELEGRAM_BOT_TOKEN,
-            base_url=settings.TELEGRAM_API_BASE_URL,
-            base_file_url=settings.TELEGRAM_API_FILE_URL,
-            rate_limiter=rate_limiter_build(),
-        )
-        try:
-            async with bot:
-                message = await bot.send_message(target, text)
-            return message.message_id
-        except BadRequest:
-            raise
-        except NetworkError as exc:
-            if attempt == SEND_ATTEMPTS:
-                raise
-            logger.info("balance alert to %s: %s, retrying", chat_id, exc)
-            await asyncio.sleep(attempt * SEND_RETRY_SECONDS)
-    raise AssertionError("unreachable")
+def _chat(chat_id: str) -> int | str:
+    """OPERATORS_CHAT_ID as the Bot API takes it: a numeric ID, or an @channel name."""
+    return int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id

@@ -47,7 +47,7 @@ def test_a_chat_the_bot_cannot_write_to_fails_the_alert_for_good(operators_chat,
 
 def test_network_trouble_fails_the_task_and_a_rerun_sends(operators_chat, alert, settings,
                                                           monkeypatch):
-    monkeypatch.setattr("stock.tasks.SEND_RETRY_SECONDS", 0.01)
+    monkeypatch.setattr("bots.tasks.SEND_RETRY_SECONDS", 0.01)
     settings.TELEGRAM_API_BASE_URL = "http://127.0.0.1:9/bot"  # nothing listens there
     with pytest.raises(NetworkError):
         tasks.balance_alert_send(alert.pk)
