@@ -325,3 +325,26 @@ class ProviderCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.account}: {self.value}"
+
+
+class SandboxTopup(models.Model):
+    """A top-up at the in-process sandbox supplier (orders.suppliers.sandbox): nothing is delivered.
+
+    Partner test keys place their orders here, so the sandbox works on any host, production
+    included, without a second service.
+    """
+
+    order_id = models.CharField(max_length=40, unique=True)
+    reference = models.CharField(max_length=100, unique=True)
+    user_id = models.CharField(max_length=20)
+    stars = models.PositiveIntegerField()
+    cost = models.DecimalField(max_digits=12, decimal_places=2)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    completes_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "sandbox top-up"
+        verbose_name_plural = "sandbox top-ups"
+
+    def __str__(self) -> str:
+        return self.order_id

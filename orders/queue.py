@@ -21,6 +21,13 @@ def enqueue_buyer_notice(order_id: int, channel: str, status: str) -> None:
         async_task(task, order_id, status, group="notify", task_name=f"notify-{order_id}-{status}")
 
 
+def enqueue_status_hook(order_id: int, channel: str, status: str) -> None:
+    """Tell the channel's door about any status change (ORDER_STATUS_TASKS: partner webhooks)."""
+    task = settings.ORDER_STATUS_TASKS.get(channel)
+    if task:
+        async_task(task, order_id, status, group="status", task_name=f"status-{order_id}-{status}")
+
+
 def enqueue_buyer_notice_resend(order_id: int, channel: str, status: str, note_id: int) -> None:
     """Send the buyer's notice about `status` again, once for the operator's note `note_id`."""
     task = settings.ORDER_NOTICE_TASKS.get(channel)

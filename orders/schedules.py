@@ -29,6 +29,9 @@ def schedules_ensure(**kwargs: Any) -> None:
         ("orders-expire-unpaid", "orders.tasks.expire_unpaid", every),
         ("payments-poll", "orders.tasks.payments_poll", every),
         ("stock-balance-check", "stock.tasks.balance_check", settings.SUPPLIER_BALANCE_CHECK_MINUTES),
+        # Partner webhooks: retries that are due, and changes a lost task did not announce.
+        ("partners-webhooks-due", "partners.tasks.webhooks_due", 1),
+        ("partners-idempotency-purge", "partners.tasks.idempotency_keys_purge", 60),
     ):
         Schedule.objects.update_or_create(
             name=name,

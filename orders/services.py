@@ -225,6 +225,18 @@ def order_create(
         return Order.objects.get(channel=channel, request_key=request_key)
 
 
+def order_insert_quoted(*, channel: str, quote: Quote, recipient_input: str,
+                        recipient: RecipientInfo, payment_method: str, request_key: str) -> Order:
+    """Place an order awaiting payment at a quote the caller built and checked (the partner
+    API, which pays it from a prepaid balance in the same transaction); quote.supplier_code
+    routes its fulfilment (orders.suppliers.get_supplier_client)."""
+    if not quote.allowed:
+        raise margin_refusal()
+    return _order_insert(channel=channel, quote=quote, given=recipient_parse(recipient_input),
+                         recipient=recipient, payment_method=payment_method,
+                         buyer_telegram_id=None, buyer_session_hash="", request_key=request_key)
+
+
 def buyer_session_hash(session_key: str) -> str:
     """A keyed hash of a session key, so orders can be matched to a session without storing it."""
     return salted_hmac("orders.buyer_session", session_key, algorithm="sha256").hexdigest()
@@ -463,8 +475,9 @@ def _fulfil_leased(*, order_id: int, actor: str, budget: float, owner: str,
                    keeper: LeaseKeeper) -> Order | None:
     """The passes of order_fulfil under a held lease; the order as they left it, or None."""
     deadline = time.monotonic() + budget
-    step = _Step(order=Order.objects.get(pk=order_id), actor=actor,
-                 client=_WatchedClient(get_supplier_client(), keeper))
+    order = Order.objects.get(pk=order_id)
+    step = _Step(order=order, actor=actor,
+                 client=_WatchedClient(get_supplier_client(order.supplier_code), keeper))
     while True:
         keeper.expect(lease_seconds())
         _fulfil_pass(step)
@@ -958,7 +971,7 @@ def order_unknown_resolve(*, order: Order, actor: str, reason: str) -> UnknownLo
         order = Order.objects.get(pk=order.pk)
         if order.status != S.UNKNOWN:
             raise OrderStateChanged(order.reference, expected=S.UNKNOWN, actual=order.status)
-        client = get_supplier_client()
+        client = get_supplier_client(order.supplier_code)
         try:
             found = client.find_by_reference(order.idempotency_key)
         except SupplierError as exc:

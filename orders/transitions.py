@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -98,6 +99,11 @@ def order_transition(
             reason=reason[:255],
             data=data or {},
         )
+        if order.channel in settings.ORDER_STATUS_TASKS:
+            hook_channel, hook_order_id = order.channel, order.pk
+            transaction.on_commit(
+                lambda: queue.enqueue_status_hook(hook_order_id, hook_channel, to_status)
+            )
         if to_status in BUYER_NOTICE_STATUSES:
             channel, order_id = order.channel, order.pk
             transaction.on_commit(

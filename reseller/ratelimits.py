@@ -150,6 +150,11 @@ def client_ip(request: HttpRequest) -> str:
     X-Forwarded-For: then the entry the outermost of them added (the right-most untrusted
     hop). Entries to its left are whatever the client sent and are never believed.
     """
+    return _address_key(client_address(request))
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's own address as text (for allowlists), by the same proxy rule as client_ip."""
     address = request.META.get("REMOTE_ADDR") or ""
     proxies = settings.TRUSTED_PROXY_COUNT
     if proxies > 0:
@@ -157,7 +162,7 @@ def client_ip(request: HttpRequest) -> str:
         hops = [hop for hop in hops if hop]
         if len(hops) >= proxies:
             address = hops[-proxies]
-    return _address_key(address)
+    return address
 
 
 def _address_key(address: str) -> str:

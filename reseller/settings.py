@@ -132,6 +132,10 @@ INSTALLED_APPS = [
     "shop",
     "bots",
     "stock",
+    # The partner API (/api/v1/), above orders: it places orders, orders never import it.
+    "partners",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -446,7 +450,7 @@ PAYMENT_METHODS = {
     "sandbox": {
         "label": "Sandbox payment (test mode)",
         "fee_percent": Decimal(env("PAYMENT_SANDBOX_FEE_PERCENT", default="0")),
-        "channels": ["web", "bot", "api"],
+        "channels": ["web", "bot"],
         # Free "payments" that deliver real Stars: on only while the supplier is the sandbox.
         "enabled": env.bool("PAYMENT_SANDBOX_ENABLED", default=SUPPLIER_CODE == "sandbox"),
     },
@@ -472,6 +476,13 @@ PAYMENT_METHODS = {
         "enabled": env.bool("PAYMENT_CRYPTOPAY_ENABLED", default=bool(CRYPTOPAY_TOKEN)),
         # Priced in fiat, so there is no rate to lock: the order's payment window caps it.
         "quote_minutes": env.int("PAYMENT_CRYPTOPAY_QUOTE_MINUTES", default=30),
+    },
+    "balance": {
+        # Partner API orders are paid from the partner's prepaid balance (partners app).
+        "label": "Partner balance",
+        "fee_percent": Decimal(0),
+        "channels": ["api"],
+        "enabled": True,
     },
     "telegram": {
         # Telegram Payments (provider token) inside the bot. Off: Telegram's rules ask that digital
@@ -502,6 +513,51 @@ TELEGRAM_PAYMENTS_PROVIDER_TOKEN = env("TELEGRAM_PAYMENTS_PROVIDER_TOKEN", defau
 ORDER_NOTICE_TASKS = {"web": "shop.tasks.order_receipt"}
 if TELEGRAM_BOT_TOKEN:
     ORDER_NOTICE_TASKS["bot"] = "bots.tasks.order_notify"
+
+# --- Partner API (/api/v1/) ----------------------------------------------------------------
+# Downstream resellers buy through the same API the shop buys from (partners app).
+REST_FRAMEWORK = {
+    # Only the partner API uses DRF; its views set their own authentication (API keys).
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "partners.api.errors.exception_handler",
+    # Decimals as strings on the wire: never a float.
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Reseller partner API",
+    "DESCRIPTION": "Buy Telegram Stars for your own buyers: validate a recipient, place a "
+                   "top-up from your prepaid balance, follow it by polling or webhooks.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+}
+# Hits per key (and, before a key is known, per client address) in any window.
+PARTNER_API_RATE = env("PARTNER_API_RATE", default="120/minute, 3000/hour")
+PARTNER_API_RATE_PER_IP = env("PARTNER_API_RATE_PER_IP", default="300/minute")
+# What a new partner's sandbox balance starts at, so a test key works at once.
+PARTNER_SANDBOX_START_BALANCE = Decimal(env("PARTNER_SANDBOX_START_BALANCE", default="100.00"))
+# How long after it was placed a sandbox top-up counts as completed.
+PARTNER_SANDBOX_DELIVERY_SECONDS = env.float("PARTNER_SANDBOX_DELIVERY_SECONDS", default=1.0)
+# Idempotency-Key records are kept at least this long (then purged daily).
+PARTNER_IDEMPOTENCY_HOURS = env.int("PARTNER_IDEMPOTENCY_HOURS", default=48)
+# Webhooks: attempts before giving up (backoff 10 s doubling, capped at an hour), the timeout
+# of one POST, and the replay window receivers are told to enforce on X-Reseller-Timestamp.
+PARTNER_WEBHOOK_MAX_ATTEMPTS = env.int("PARTNER_WEBHOOK_MAX_ATTEMPTS", default=10)
+PARTNER_WEBHOOK_TIMEOUT = env.float("PARTNER_WEBHOOK_TIMEOUT", default=5.0)
+PARTNER_WEBHOOK_TOLERANCE_SECONDS = env.int("PARTNER_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Tasks run on order status changes, per channel (as ORDER_NOTICE_TASKS): API orders tell
+# their partner's webhook.
+ORDER_STATUS_TASKS = {"api": "partners.tasks.order_status_changed"}
 
 # --- E-mail ------------------------------------------------------------------------------
 # Receipts are printed to the console (the demo) unless EMAIL_URL names an SMTP server,

@@ -8,6 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("bot/", include("bots.urls")),
+    path("api/v1/", include("partners.api.urls")),
     path("", include("orders.urls")),
     path("", include("shop.urls")),
 ]

@@ -270,7 +270,8 @@ def _methods_priced(*, codes: Iterable[str], product: Product, list_price: Decim
 def quote_price(*, product: Product, package_id: int | None = None, quantity: int | None = None,
                 channel: str | None = None, payment_method: str | None = None,
                 promo_code: str = "", buyer: BuyerIdentity | None = None,
-                supplier: Supplier | None = None, now: datetime | None = None) -> Quote:
+                supplier: Supplier | None = None, now: datetime | None = None,
+                partner_discount_percent: Decimal = Decimal(0)) -> Quote:
     """Price a package or a custom quantity from the catalog; never from buyer input.
 
     With a channel, every method enabled there is priced and checked against the margin
@@ -302,6 +303,9 @@ def quote_price(*, product: Product, package_id: int | None = None, quantity: in
         promo = promo_code_check(code=promo_code, product=product, package=package,
                                  currency=currency, buyer=buyer, now=now)
         offer = promo_offer(promo=promo, list_price=list_price)
+    if partner_discount_percent > 0:
+        # A partner's wholesale discount, capped like a promo code at the minimum margin.
+        offer += percent_of(list_price, partner_discount_percent)
     codes = [code for code, _label in payment_methods_for(channel)] if channel else []
     if payment_method and payment_method not in codes:
         codes.append(payment_method)  # priced all the same: callers check it is enabled

@@ -11,6 +11,7 @@ from orders.payments.sandbox import SandboxPaymentProvider
 from orders.payments.stripe_checkout import StripeCheckoutProvider
 from orders.payments.telegram_payments import TelegramPaymentsProvider
 from orders.payments.ton import TonPaymentProvider
+from partners.payments import PartnerBalanceProvider
 
 _PROVIDERS: dict[str, type] = {
     "sandbox": SandboxPaymentProvider,
@@ -18,6 +19,7 @@ _PROVIDERS: dict[str, type] = {
     "stripe": StripeCheckoutProvider,
     "telegram": TelegramPaymentsProvider,
     "cryptopay": CryptoPayProvider,
+    "balance": PartnerBalanceProvider,
 }
 
 

@@ -20,10 +20,19 @@ __all__ = [
 ]
 
 
-def get_supplier_client() -> SupplierClient:
-    """The configured supplier client (settings SUPPLIER_BASE_URL, _API_KEY, _TIMEOUT)."""
+def get_supplier_client(code: str = "") -> SupplierClient:
+    """The client for a supplier code (an order's supplier_code); by default the configured one.
+
+    The configured supplier is settings SUPPLIER_BASE_URL, _API_KEY and _TIMEOUT; the code
+    "partner-sandbox" is the in-process sandbox that partner test keys place their orders with.
+    """
     # Imported here so that importing the types needs neither Django settings nor requests.
     from django.conf import settings
+
+    if code == "partner-sandbox":
+        from orders.suppliers.sandbox import SandboxSupplierClient
+
+        return SandboxSupplierClient()
 
     from orders.suppliers.http import HttpSupplierClient
 

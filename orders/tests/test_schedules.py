@@ -19,7 +19,8 @@ def test_every_job_is_scheduled_once_however_often_migrate_runs(settings):
     schedules_ensure()
     jobs = {s.name: s for s in Schedule.objects.all()}
     assert set(jobs) == {"orders-sweep", "orders-expire-unpaid", "payments-poll",
-                         "stock-balance-check", "stock-reconcile-daily"}
+                         "stock-balance-check", "stock-reconcile-daily",
+                         "partners-webhooks-due", "partners-idempotency-purge"}
     balance = jobs["stock-balance-check"]
     assert (balance.func, balance.schedule_type, balance.minutes) == (
         "stock.tasks.balance_check", Schedule.MINUTES, 7)

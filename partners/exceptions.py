@@ -1,0 +1,32 @@
+"""What the partner services refuse, each with the API's stable error code."""
+
+
+class PartnerError(Exception):
+    """A refusal the API reports as {"error": {"code", "message", "retryable"}}."""
+
+    code = "invalid_request"
+    http_status = 400
+    retryable = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class InsufficientPartnerBalance(PartnerError):
+    code = "insufficient_balance"
+    http_status = 402
+
+
+class IdempotencyConflict(PartnerError):
+    code = "idempotency_conflict"
+    http_status = 409
+
+
+class ReferenceInUse(IdempotencyConflict):
+    """The partner's reference already names another order."""
+
+
+class LedgerError(Exception):
+    """An operator's ledger entry that cannot be made (zero amount, would overdraw)."""
