@@ -22,6 +22,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from orders.models import NO_MARGIN_STATUSES, Channel, Order, OrderEvent, OrderStatus
+from orders.suppliers.sandbox import SANDBOX_SUPPLIER_CODE
 from shop.models import Package
 from shop.money import money
 
@@ -61,9 +62,14 @@ def period_default(*, today: date | None = None, days: int = DEFAULT_DAYS) -> Re
 
 
 def period_orders(period: ReportPeriod) -> QuerySet[Order]:
-    """Orders placed in the period that match its filters."""
+    """Orders placed in the period that match its filters; never partner test-key orders.
+
+    Those are placed with the in-process sandbox supplier and paid from a sandbox balance:
+    no money moved, so they would only inflate the figures.
+    """
     start, end = period.bounds()
-    orders = Order.objects.filter(created_at__gte=start, created_at__lt=end)
+    orders = (Order.objects.filter(created_at__gte=start, created_at__lt=end)
+              .exclude(supplier_code=SANDBOX_SUPPLIER_CODE))
     if period.channel:
         orders = orders.filter(channel=period.channel)
     if period.payment_method:

@@ -161,3 +161,16 @@ def test_margin_report_rows_stream_from_one_query(hand_orders, django_assert_num
         (date(2026, 1, 11), "web", "cryptopay", "Standard", "USD"),
         (date(2026, 1, 11), "web", "sandbox", "Medium", "EUR"),
     ]
+
+
+def test_partner_test_key_orders_are_left_out(hand_orders):
+    """A test key's order moved no money (sandbox supplier, sandbox balance): not in any figure."""
+    sandbox = place(hand_orders["A"].product, reference="ORD-SBX", channel="api",
+                    method="balance", created_at=hand_orders["A"].created_at,
+                    status=S.DELIVERED, paid_after=1, delivered_after=2, price="80.00")
+    Order.objects.filter(pk=sandbox.pk).update(supplier_code="partner-sandbox")
+
+    assert [line_tuple(line, with_key=False) for line in reports.margin_totals(PERIOD)] == TOTALS
+    assert "ORD-SBX" not in {order.reference for order in reports.period_orders(PERIOD)}
+    Order.objects.filter(pk=sandbox.pk).update(supplier_code="sandbox")
+    assert "ORD-SBX" in {order.reference for order in reports.period_orders(PERIOD)}

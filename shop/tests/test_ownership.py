@@ -183,7 +183,8 @@ def test_orders_from_the_bot_or_api_cannot_be_acted_on_from_the_web(catalog, str
     order = order_create(
         channel=channel, product=catalog, recipient_input="100000001",
         recipient=RecipientInfo(user_id="100000001", username="@sandbox_ok"),
-        payment_method="sandbox", package_id=catalog.packages.get(name="Standard").pk,
+        payment_method="sandbox" if channel == "bot" else "balance",
+        package_id=catalog.packages.get(name="Standard").pk,
         buyer_telegram_id=42 if channel == "bot" else None,
     )
     signed = ownership._signer().signature(order.public_id.hex)
