@@ -8,5 +8,6 @@ class PartnersConfig(AppConfig):
     verbose_name = _("Partner API")
 
     def ready(self) -> None:
-        # Registers the API-key scheme with drf-spectacular.
+        # Registers the API-key scheme with drf-spectacular, and our system checks.
+        from partners import checks  # noqa: F401
         from partners.api import schema  # noqa: F401
