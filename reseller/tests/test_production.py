@@ -247,3 +247,35 @@ def test_acceptance_behind_the_proxy(gunicorn):
     assert buyer.get(status_json).json()["status"] == "awaiting_payment"
     assert buyer.post(pay_path, action="cancel").status_code == 302
     assert buyer.get(status_json).json()["status"] == "cancelled"
+
+
+def test_partner_api_in_production_mode(gunicorn):
+    """The API behind the proxy: JSON errors, HSTS, a test key that works on the live host
+    (the in-process sandbox supplier), and the docs page's own assets under our CSP."""
+    base, env = gunicorn
+    code, output = _finish(_manage(env, "apikey", "create", "--partner", "Prod partner", "--test"))
+    assert code == 0, output
+    token = next(line for line in output.splitlines() if line.startswith("rsk_test_"))
+    proxied = {"Host": HOST, "X-Forwarded-Proto": "https"}
+
+    anonymous = requests.get(f"{base}/api/v1/balance", headers=proxied, timeout=5)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "unauthorized"
+    assert anonymous.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+
+    keyed = {**proxied, "Authorization": f"Bearer {token}"}
+    assert requests.get(f"{base}/api/v1/balance", headers=keyed, timeout=5).json() == {
+        "balance": "100.00", "currency": "USD", "sandbox": True}
+    topup = requests.post(f"{base}/api/v1/topup", headers={**keyed, "Idempotency-Key": "prod-1"},
+                          json={"platform": "telegram", "user_id": "123456789", "stars": 500},
+                          timeout=10)
+    assert topup.status_code == 201, topup.text
+    assert topup.json()["status"] == "pending"
+
+    docs = requests.get(f"{base}/api/v1/docs/", headers=proxied, timeout=5)
+    assert docs.status_code == 200 and "Content-Security-Policy" in docs.headers
+    assert "cdn" not in docs.text.lower()
+    assets = re.findall(r'(?:src|href)="(/static/drf_spectacular_sidecar/[^"]+)"', docs.text)
+    assert assets, docs.text[:1000]
+    for asset in assets:
+        assert requests.get(f"{base}{asset}", headers=proxied, timeout=5).status_code == 200, asset
