@@ -203,7 +203,7 @@ MARK_REFUNDED = OrderAction(
       "dashboard): it moves to Refunded and its payments are marked refunded with your "
       "reference. The shop itself sends no money."),
     _mark_refunded, statuses=frozenset({S.REVIEW, S.REFUND_PENDING}), to_status=S.REFUNDED,
-    asks_reference=True, bulk=True)
+    asks_reference=True, bulk=True, extra_refusal=services.order_mark_refunded_refusal)
 RESEND_NOTICE = OrderAction(
     "resend_notice", _("Resend the buyer's notice"),
     _("Send the buyer the notice of the order's status again: the bot's message for a bot "

@@ -922,6 +922,16 @@ def _resume_covered(held: list[Order], *, balance: SupplierBalance, actor: str) 
 NOTICE_RESEND_STATUSES = frozenset({S.DELIVERED, S.REFUNDED})
 
 
+def order_mark_refunded_refusal(order: Order) -> str:
+    """Why an order cannot be marked refunded by hand, or "" when it can."""
+    if order.payment_method == "balance":
+        # Nothing outside the shop can refund a prepaid balance: only the refund task's ledger
+        # credit does, and marking it refunded would tell the partner so without one.
+        return (f"Order {order} was paid from a partner's balance: use Refund, which credits "
+                "the balance.")
+    return ""
+
+
 def order_mark_refunded(*, order: Order, actor: str, reason: str, refund_reference: str,
                         expected_status: str) -> Order:
     """Record that an operator refunded the order outside the shop (by hand, at the provider).
@@ -929,6 +939,9 @@ def order_mark_refunded(*, order: Order, actor: str, reason: str, refund_referen
     The order's confirmed payments are marked refunded with the operator's reference, so the
     refund task, if it still runs, finds nothing left to refund.
     """
+    refusal = order_mark_refunded_refusal(order)
+    if refusal:
+        raise ActionNotApplicable(refusal)
     refund_reference = refund_reference.strip()
     if not refund_reference:
         raise ActionNotApplicable("A refund reference is required.")

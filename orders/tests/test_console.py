@@ -17,6 +17,7 @@ from django.utils import timezone
 from bots.models import BuyerNotice, TelegramUser
 from bots.services import notice_claim, notice_record
 from orders import console, selectors, services
+from orders.exceptions import ActionNotApplicable
 from orders.models import Order, OrderEvent, Payment, PaymentEvent, SupplierAttempt
 from orders.models import OrderStatus as S
 from orders.transitions import order_transition
@@ -252,6 +253,21 @@ def test_mark_refunded_needs_a_reference(admin_client, make_order):
                                  {"reason": "Done", "seen_status": S.REFUND_PENDING})
     assert response.status_code == 200 and response.context["form"].errors["reference"]
     assert status(order) == S.REFUND_PENDING
+
+
+def test_a_partner_balance_order_is_refunded_by_the_refund_action_not_by_hand(admin_client,
+                                                                              make_order):
+    """Only the refund task credits a partner's balance: marking it refunded would not."""
+    order = make_order(S.REVIEW, channel="api")
+    Order.objects.filter(pk=order.pk).update(payment_method="balance")
+    order.refresh_from_db()
+    response = admin_client.post(action_url(order, "mark_refunded"), {
+        "reason": "Done", "reference": "by hand", "seen_status": S.REVIEW})
+    assert response.status_code in (200, 302, 403)
+    assert status(order) == S.REVIEW
+    with pytest.raises(ActionNotApplicable, match="use Refund"):
+        services.order_mark_refunded(order=order, actor="op", reason="x", refund_reference="y",
+                                     expected_status=S.REVIEW)
 
 
 def test_resend_the_receipt_sends_it_once_more(admin_client, make_order, settings,
