@@ -2,7 +2,7 @@
 ledgers, the orders they placed, the idempotency keys they sent and the webhooks we owe them.
 
 A partner has two balances: the live one, which its live keys spend, and a sandbox one, which
-its test keys spend on the in-process sandbox supplier (partners.sandbox) and never on Stars.
+its test keys spend on the in-process sandbox supplier (orders.suppliers.sandbox) and never on Stars.
 """
 
 import uuid

@@ -20,5 +20,5 @@ def webhooks_due() -> int:
 
 
 def idempotency_keys_purge() -> int:
-    """Forget Idempotency-Keys past their retention (daily)."""
+    """Forget Idempotency-Keys past their retention (hourly)."""
     return services.idempotency_keys_purge()

@@ -548,10 +548,11 @@ PARTNER_API_RATE_PER_IP = env("PARTNER_API_RATE_PER_IP", default="300/minute")
 PARTNER_SANDBOX_START_BALANCE = Decimal(env("PARTNER_SANDBOX_START_BALANCE", default="100.00"))
 # How long after it was placed a sandbox top-up counts as completed.
 PARTNER_SANDBOX_DELIVERY_SECONDS = env.float("PARTNER_SANDBOX_DELIVERY_SECONDS", default=1.0)
-# Idempotency-Key records are kept at least this long (then purged daily).
+# Idempotency-Key records are kept at least this long (then purged by an hourly job).
 PARTNER_IDEMPOTENCY_HOURS = env.int("PARTNER_IDEMPOTENCY_HOURS", default=48)
 # Webhooks: attempts before giving up (backoff 10 s doubling, capped at an hour), the timeout
-# of one POST, and the replay window receivers are told to enforce on X-Reseller-Timestamp.
+# of one POST, and the replay window receivers are told to enforce on the t= of
+# X-Reseller-Signature.
 PARTNER_WEBHOOK_MAX_ATTEMPTS = env.int("PARTNER_WEBHOOK_MAX_ATTEMPTS", default=10)
 PARTNER_WEBHOOK_TIMEOUT = env.float("PARTNER_WEBHOOK_TIMEOUT", default=5.0)
 PARTNER_WEBHOOK_TOLERANCE_SECONDS = env.int("PARTNER_WEBHOOK_TOLERANCE_SECONDS", default=300)
