@@ -121,5 +121,7 @@ class SandboxSupplierClient:
             order_id=topup.order_id, status=status, reference=topup.reference,
             user_id=topup.user_id, stars=topup.stars, cost=topup.cost, failure_reason=reason,
             created_at=topup.created_at,
-            raw={"sandbox": True, "order_id": topup.order_id, "status": str(status)},
+            # The HTTP client's audit shape: "status" there is the HTTP status, an integer
+            # column of SupplierAttempt; the order's own status belongs in the body.
+            raw={"sandbox": True, "body": {"order_id": topup.order_id, "status": str(status)}},
         )
