@@ -144,14 +144,24 @@ def webhook_deliver(*, delivery_id: int, session: requests.Session | None = None
     return WebhookDelivery.objects.get(pk=delivery.pk)
 
 
-def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
-    """An operator sends a delivery again (delivered or given up): same event, fresh attempts."""
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+def webhook_redeliver(*, delivery: WebhookDelivery) -> bool:
+    """An operator sends a delivery again (delivered or given up): same event, fresh attempts,
+    to the key's webhook URL as it is now (the partner may have fixed it since).
+
+    False, and nothing changes, for a delivery still pending (it is being retried already:
+    resetting its attempts could post it twice) or whose key was revoked or has no URL now.
+    """
+    key = delivery.api_key
+    if key.revoked_at is not None or not key.webhook_url:
+        return False
+    moved = WebhookDelivery.objects.filter(pk=delivery.pk).exclude(
+        status=WebhookDelivery.Status.PENDING).update(
         status=WebhookDelivery.Status.PENDING, next_attempt_at=timezone.now(), attempts=0,
-        delivered_at=None)
-    transaction.on_commit(lambda: delivery_enqueue(delivery.pk))
+        delivered_at=None, url=key.webhook_url)
+    if moved:
+        transaction.on_commit(lambda: delivery_enqueue(delivery.pk))
     delivery.refresh_from_db()
-    return delivery
+    return bool(moved)
 
 
 def webhooks_due(*, now=None) -> list[int]:
