@@ -249,7 +249,7 @@ def held_balance_text(order: Order) -> str:
 def _partner_order(order: Order) -> Any:
     """The partner API's record of an order (partners.PartnerOrder), None for other channels."""
     try:
-        return order.partner_order  # type: ignore[attr-defined]
+        return order.partner_order
     except ObjectDoesNotExist:
         return None
 
