@@ -100,6 +100,12 @@ def webhook_deliver(*, delivery_id: int, session: requests.Session | None = None
     delivery = WebhookDelivery.objects.select_related("api_key").get(pk=delivery_id)
     if delivery.status != WebhookDelivery.Status.PENDING:
         return delivery
+    if delivery.api_key.revoked_at is not None:
+        # A revoked key's partner gets nothing more from us, retries included.
+        WebhookDelivery.objects.filter(pk=delivery.pk, status=WebhookDelivery.Status.PENDING
+                                       ).update(status=WebhookDelivery.Status.FAILED,
+                                                next_attempt_at=None, last_error="API key revoked")
+        return WebhookDelivery.objects.get(pk=delivery.pk)
     claim_until = now + timedelta(seconds=settings.PARTNER_WEBHOOK_TIMEOUT + 30)
     claimed = WebhookDelivery.objects.filter(
         pk=delivery.pk, status=WebhookDelivery.Status.PENDING, attempts=delivery.attempts,

@@ -320,6 +320,15 @@ def test_the_same_delivery_run_twice_at_once_posts_once(hook_key, receiver):
     assert len(receiver.requests) == 1
 
 
+def test_a_revoked_keys_pending_delivery_is_dropped_not_posted(hook_key, receiver):
+    delivery = delivery_for(hook_key, receiver.url, attempts=2)
+    api_key_revoke(key=hook_key)
+    done = webhooks.webhook_deliver(delivery_id=delivery.pk)
+    assert done.status == WebhookDelivery.Status.FAILED and done.next_attempt_at is None
+    assert done.last_error == "API key revoked" and done.attempts == 2
+    assert receiver.requests == []
+
+
 # --- The sweep --------------------------------------------------------------------------------
 
 
