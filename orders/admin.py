@@ -11,14 +11,14 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import dateformat, timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, gettext_lazy as _, ngettext
 
 from bots.models import TelegramUser
@@ -41,6 +41,8 @@ from stock import selectors as stock_selectors
 
 # How many references a message names before it says "and N more".
 MESSAGE_REFERENCES = 10
+# The order page's section for orders placed through the partner API.
+PARTNER_API_FIELDS = ("api_partner", "api_key_prefix", "api_reference", "api_webhooks")
 
 
 def to_the_second(value: datetime | None) -> str | None:
@@ -244,6 +246,14 @@ def held_balance_text(order: Order) -> str:
     return text
 
 
+def _partner_order(order: Order) -> Any:
+    """The partner API's record of an order (partners.PartnerOrder), None for other channels."""
+    try:
+        return order.partner_order
+    except ObjectDoesNotExist:
+        return None
+
+
 def folded(summary: str, text: str) -> str:
     """A raw body folded away, so the page stays readable: <details> needs no script."""
     if not text:
@@ -334,7 +344,51 @@ class OrderAdmin(OrderExportMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Order | None = None):
         return [f.name for f in Order._meta.fields] + [
             "margin", "created", "expires", "paid", "delivered", "status_changed", "updated",
-            "next_action", "held_balance", "recipient_validated", "buyer", "promo"]
+            "next_action", "held_balance", "recipient_validated", "buyer", "promo",
+            *PARTNER_API_FIELDS]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Order | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and _partner_order(obj) is not None:
+            fieldsets = [*fieldsets, (_("Partner API"), {"fields": PARTNER_API_FIELDS})]
+        return fieldsets
+
+    @admin.display(description=_("Partner"))
+    def api_partner(self, order: Order) -> str:
+        partner_order = _partner_order(order)
+        if partner_order is None:
+            return "-"
+        return format_html('<a href="{}">{}</a>', reverse(
+            "admin:partners_partner_change", args=[partner_order.partner_id]),
+            partner_order.partner)
+
+    @admin.display(description=_("API key"))
+    def api_key_prefix(self, order: Order) -> str:
+        partner_order = _partner_order(order)
+        if partner_order is None:
+            return "-"
+        key = partner_order.api_key
+        return f"{key.prefix} ({gettext('test') if key.test else gettext('live')})"
+
+    @admin.display(description=_("Partner's reference"))
+    def api_reference(self, order: Order) -> str:
+        partner_order = _partner_order(order)
+        return partner_order.reference if partner_order is not None else "-"
+
+    @admin.display(description=_("Webhook deliveries"))
+    def api_webhooks(self, order: Order) -> str:
+        deliveries = list(order.webhook_deliveries.order_by("pk"))
+        if not deliveries:
+            return gettext("None (the key has no webhook URL, or nothing changed yet).")
+        return format_html("<ul>{}</ul>", format_html_join(
+            "", '<li><a href="{}">{}</a>: {} · {} · {}</li>', (
+                (reverse("admin:partners_webhookdelivery_change", args=[delivery.pk]),
+                 delivery.payload.get("data", {}).get("status", delivery.event),
+                 delivery.get_status_display(),
+                 ngettext("%(count)s attempt", "%(count)s attempts", delivery.attempts) % {
+                     "count": delivery.attempts},
+                 delivery.last_error or to_the_second(delivery.delivered_at) or "-")
+                for delivery in deliveries)))
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Order],
                            search_term: str) -> tuple[QuerySet[Order], bool]:

@@ -34,6 +34,7 @@ class Partner(models.Model):
         verbose_name = _("partner")
         verbose_name_plural = _("partners")
         ordering = ["name"]
+        permissions = [("topup_partner", "Can top up a partner's balance")]
         constraints = [
             # The last line of defence: a charge that would overdraw fails in the database.
             models.CheckConstraint(condition=Q(balance__gte=0), name="partner_balance_not_negative"),
@@ -207,6 +208,7 @@ class WebhookDelivery(models.Model):
         verbose_name = _("webhook delivery")
         verbose_name_plural = _("webhook deliveries")
         ordering = ["-id"]
+        permissions = [("redeliver_webhookdelivery", "Can send a webhook delivery again")]
 
     def __str__(self) -> str:
         return f"{self.event} {self.event_id}"

@@ -102,3 +102,9 @@ def ledger_page(*, key: ApiKey, before_id: int | None,
               "note": entry.note, "created_at": wire.wire_time(entry.created_at)}
              for entry in page],
             page[-1].pk if more and page else None)
+
+
+def ledger_recent(*, partner: Partner, limit: int) -> list[LedgerEntry]:
+    """The partner's latest ledger entries, both balances, newest first (its admin page)."""
+    return list(LedgerEntry.objects.filter(partner=partner).select_related("order")
+                .order_by("-pk")[:limit])

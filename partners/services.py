@@ -40,12 +40,28 @@ PAYMENT_METHOD = "balance"
 
 
 def partner_create(*, name: str, actor: str, contact_email: str = "",
-                   discount_percent: Decimal = Decimal(0), currency: str = "USD") -> Partner:
+                   discount_percent: Decimal = Decimal(0), currency: str = "USD",
+                   active: bool = True, note: str = "") -> Partner:
     """A new partner, with the sandbox balance a test key needs to try the API at once."""
     with transaction.atomic():
         partner = Partner.objects.create(name=name, contact_email=contact_email,
-                                         discount_percent=discount_percent, currency=currency)
+                                         discount_percent=discount_percent, currency=currency,
+                                         active=active, note=note)
         partner_sandbox_grant(partner=partner, actor=actor)
+    return partner
+
+
+# What an operator may edit on a partner; the balances move only through the ledger.
+PARTNER_EDITABLE = ("name", "contact_email", "discount_percent", "active", "note")
+
+
+def partner_update(*, partner: Partner) -> Partner:
+    """Save an operator's edit of a partner's details, never its balances.
+
+    Only these columns are written: the row was read before the edit, and writing its
+    balances back would undo every charge or top-up that landed meanwhile.
+    """
+    partner.save(update_fields=PARTNER_EDITABLE)
     return partner
 
 
@@ -64,16 +80,28 @@ def key_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def api_key_create(*, partner: Partner, test: bool, name: str = "",
-                   created_by: Any = None) -> tuple[ApiKey, str]:
+def api_key_create(*, partner: Partner, test: bool, name: str = "", created_by: Any = None,
+                   allowed_ips: str = "", rate_limit: str = "",
+                   webhook_url: str = "") -> tuple[ApiKey, str]:
     """A new key for the partner; returns the row and the key itself, which is never stored."""
     prefix = KEY_PREFIX[test] + secrets.token_hex(4)
     token = f"{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
         partner=partner, test=test, name=name, prefix=prefix, key_hash=key_hash(token),
         webhook_secret="whsec_" + secrets.token_urlsafe(32), created_by=created_by,
+        allowed_ips=allowed_ips, rate_limit=rate_limit, webhook_url=webhook_url,
     )
     return key, token
+
+
+# What an operator may edit on a key; its partner, mode and secrets are fixed at creation.
+API_KEY_EDITABLE = ("name", "allowed_ips", "rate_limit", "webhook_url")
+
+
+def api_key_update(*, key: ApiKey) -> ApiKey:
+    """Save an operator's edit of a key's settings; never un-revokes a key revoked meanwhile."""
+    key.save(update_fields=API_KEY_EDITABLE)
+    return key
 
 
 def api_key_revoke(*, key: ApiKey) -> ApiKey:

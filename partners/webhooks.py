@@ -100,6 +100,12 @@ def webhook_deliver(*, delivery_id: int, session: requests.Session | None = None
     delivery = WebhookDelivery.objects.select_related("api_key").get(pk=delivery_id)
     if delivery.status != WebhookDelivery.Status.PENDING:
         return delivery
+    if delivery.api_key.revoked_at is not None:
+        # A revoked key's partner gets nothing more from us, retries included.
+        WebhookDelivery.objects.filter(pk=delivery.pk, status=WebhookDelivery.Status.PENDING
+                                       ).update(status=WebhookDelivery.Status.FAILED,
+                                                next_attempt_at=None, last_error="API key revoked")
+        return WebhookDelivery.objects.get(pk=delivery.pk)
     claim_until = now + timedelta(seconds=settings.PARTNER_WEBHOOK_TIMEOUT + 30)
     claimed = WebhookDelivery.objects.filter(
         pk=delivery.pk, status=WebhookDelivery.Status.PENDING, attempts=delivery.attempts,
@@ -144,14 +150,24 @@ def webhook_deliver(*, delivery_id: int, session: requests.Session | None = None
     return WebhookDelivery.objects.get(pk=delivery.pk)
 
 
-def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
-    """An operator sends a delivery again (delivered or given up): same event, fresh attempts."""
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+def webhook_redeliver(*, delivery: WebhookDelivery) -> bool:
+    """An operator sends a delivery again (delivered or given up): same event, fresh attempts,
+    to the key's webhook URL as it is now (the partner may have fixed it since).
+
+    False, and nothing changes, for a delivery still pending (it is being retried already:
+    resetting its attempts could post it twice) or whose key was revoked or has no URL now.
+    """
+    key = delivery.api_key
+    if key.revoked_at is not None or not key.webhook_url:
+        return False
+    moved = WebhookDelivery.objects.filter(pk=delivery.pk).exclude(
+        status=WebhookDelivery.Status.PENDING).update(
         status=WebhookDelivery.Status.PENDING, next_attempt_at=timezone.now(), attempts=0,
-        delivered_at=None)
-    transaction.on_commit(lambda: delivery_enqueue(delivery.pk))
+        delivered_at=None, url=key.webhook_url)
+    if moved:
+        transaction.on_commit(lambda: delivery_enqueue(delivery.pk))
     delivery.refresh_from_db()
-    return delivery
+    return bool(moved)
 
 
 def webhooks_due(*, now=None) -> list[int]:

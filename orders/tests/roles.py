@@ -18,6 +18,7 @@ ROLE_MIGRATIONS = (
     ("shop", "0004_pricing_roles", "grant"),
     ("shop", "0006_volume_price_roles", "grant"),
     ("stock", "0002_roles", "grant"),
+    ("partners", "0002_roles", "grant"),
 )
 
 

@@ -27,6 +27,15 @@ STOCK_OPERATOR = {f"stock.view_{model}" for model in (
     "stock.change_reconciliationmismatch"}
 OPERATOR |= STOCK_OPERATOR
 MANAGER |= STOCK_OPERATOR | {"stock.add_balancethreshold", "stock.change_balancethreshold"}
+# The partner API (partners migration 0002): both see it all and redeliver webhooks; Managers
+# add and edit partners and keys and top up balances.
+PARTNERS_OPERATOR = {f"partners.view_{model}" for model in (
+    "partner", "apikey", "ledgerentry", "partnerorder", "webhookdelivery")} | {
+    "partners.redeliver_webhookdelivery"}
+OPERATOR |= PARTNERS_OPERATOR
+MANAGER |= PARTNERS_OPERATOR | {"partners.add_partner", "partners.change_partner",
+                                "partners.topup_partner", "partners.add_apikey",
+                                "partners.change_apikey"}
 
 
 def codenames(group: Group) -> set[str]:

@@ -34,9 +34,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"Created partner {partner.name} (sandbox balance "
                                   f"{partner.sandbox_balance} {partner.currency}).")
             key, token = api_key_create(partner=partner, test=options["test"],
-                                        name=options["name"])
-            if options["webhook_url"]:
-                ApiKey.objects.filter(pk=key.pk).update(webhook_url=options["webhook_url"])
+                                        name=options["name"], webhook_url=options["webhook_url"])
             self.stdout.write(f"{'Test' if key.test else 'Live'} key for {partner.name}; "
                               "store it now, it is not shown again:")
             self.stdout.write(token)
