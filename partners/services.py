@@ -186,7 +186,9 @@ def topup_place(*, key: ApiKey, idempotency_key: str, fingerprint: str, quote: Q
             order = order_insert_quoted(
                 channel=Channel.API, quote=quote, recipient_input=recipient_input,
                 recipient=recipient, payment_method=PAYMENT_METHOD,
-                request_key=f"{partner.pk}:{int(key.test)}:{fingerprint[:16]}:{idempotency_key}"[:100],
+                # Hashed, not cut to the column's 100 characters: two long keys that differ
+                # only at the end must not collide into one order.
+                request_key=f"{partner.pk}:{int(key.test)}:{key_hash(idempotency_key)}",
             )
             entry = balance_charge(partner=partner, sandbox=key.test, amount=order.price,
                                    order_id=order.pk, actor=actor)

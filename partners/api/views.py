@@ -40,7 +40,7 @@ ERRORS = {code: OpenApiResponse(s.ErrorSerializer, description=text) for code, t
 }.items()}
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
-    description="Unique per top-up (e.g. a UUID). The same key and body return the original "
+    description="Unique per top-up (e.g. a UUID), 1 to 100 characters. The same key and body return the original "
                 "answer; another body under the same key is refused with 409. Kept 48 h.")
 
 
@@ -163,9 +163,10 @@ class TopupView(PartnerView):
     )
     def post(self, request: Request) -> Response:
         idempotency_key = request.headers.get("Idempotency-Key", "")
-        if not idempotency_key.strip() or len(idempotency_key) > 255:
+        # At most a reference's length: without a reference, the key becomes the order's.
+        if not idempotency_key.strip() or len(idempotency_key) > 100:
             raise ApiError(400, "invalid_request",
-                           "Send an Idempotency-Key header (1 to 255 characters), unique per top-up.")
+                           "Send an Idempotency-Key header (1 to 100 characters), unique per top-up.")
         body = request.data
         fingerprint = services.request_fingerprint(body)
         try:
