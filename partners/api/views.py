@@ -40,8 +40,9 @@ ERRORS = {code: OpenApiResponse(s.ErrorSerializer, description=text) for code, t
 }.items()}
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
-    description="Unique per top-up (e.g. a UUID), 1 to 100 characters. The same key and body return the original "
-                "answer; another body under the same key is refused with 409. Kept 48 h.")
+    description="Unique per top-up (e.g. a UUID), 1 to 100 characters. The same key and body "
+                "return the original answer; another body under the same key is refused with "
+                "409. Kept 48 h.")
 
 
 def _unavailable(exc: SupplierError) -> ApiError:
