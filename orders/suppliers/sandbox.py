@@ -121,8 +121,8 @@ class SandboxSupplierClient:
             order_id=topup.order_id, status=status, reference=topup.reference,
             user_id=topup.user_id, stars=topup.stars, cost=topup.cost, failure_reason=reason,
             created_at=topup.created_at,
-            # The HTTP client's raw shape, {"status": <HTTP status>, "body": ...}, which the
-            # supplier attempt records; there is no HTTP status in-process.
-            raw={"sandbox": True, "status": None,
-                 "body": {"order_id": topup.order_id, "status": str(status)}},
+            # The HTTP client's audit shape: "status" there is the HTTP status (an integer,
+            # SupplierAttempt.response_status), the supplier's answer goes under "body".
+            raw={"sandbox": True, "body": {"order_id": topup.order_id, "status": str(status),
+                                           "failure_reason": reason}},
         )
