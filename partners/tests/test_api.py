@@ -810,3 +810,73 @@ def test_the_schema_and_docs_are_served_without_a_key(client) -> None:
     assert schema.status_code == 200
     assert b"/api/v1/topup" in schema.content
     assert docs.status_code == 200
+
+
+# --- answers match the published schema ------------------------------------------------------
+
+
+def _json_schema(node: Any) -> Any:
+    """OpenAPI 3.0's `nullable` as JSON Schema's null type, recursively."""
+    if isinstance(node, list):
+        return [_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {name: _json_schema(value) for name, value in node.items() if name != "nullable"}
+    if node.get("nullable"):
+        converted = {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+@pytest.fixture
+def schema_check(client) -> Any:
+    """check(response, path, method): the answer validates against /api/v1/schema/."""
+    import jsonschema
+    import yaml
+
+    document = yaml.safe_load(client.get("/api/v1/schema/").content)
+    components = _json_schema(document["components"])
+
+    def check(response: Any, path: str, method: str) -> None:
+        answers = document["paths"][path][method]["responses"]
+        answer = answers.get(str(response.status_code))
+        assert answer is not None, f"{method} {path} answered {response.status_code}, not documented"
+        schema = _json_schema(answer["content"]["application/json"]["schema"])
+        jsonschema.validate(response.json(), {**schema, "components": components})
+
+    return check
+
+
+def test_every_answer_matches_the_schema(test_api: Api, other_api: Api, schema_check,
+                                         catalog: Product) -> None:
+    Partner.objects.filter(pk=test_api.key.partner_id).update(discount_percent=Decimal("12.5"))
+    placed = topup(test_api, key="s-1", stars=777)
+    topup(test_api, key="s-2", package_id=catalog.packages.get(quantity=500).pk)
+    order_id = placed.json()["order_id"]
+    checks = [
+        (test_api.get("products"), "/api/v1/products", "get"),
+        (test_api.post("validate-user", {"user_id": "123456789"}), "/api/v1/validate-user", "post"),
+        (test_api.post("validate-user", {"user_id": "@sandbox_invalid"}), "/api/v1/validate-user",
+         "post"),
+        (test_api.post("validate-user", {"user_id": "bad!"}), "/api/v1/validate-user", "post"),
+        (test_api.post("validate-user", {}), "/api/v1/validate-user", "post"),
+        (placed, "/api/v1/topup", "post"),
+        (topup(test_api, key="s-1", stars=777), "/api/v1/topup", "post"),
+        (topup(test_api, key="s-1", stars=778), "/api/v1/topup", "post"),
+        (topup(test_api, stars=10_000), "/api/v1/topup", "post"),
+        (topup(test_api, stars=1), "/api/v1/topup", "post"),
+        (topup(test_api, user_id="@sandbox_invalid"), "/api/v1/topup", "post"),
+        (test_api.post("topup", {"user_id": "1", "stars": 50}), "/api/v1/topup", "post"),
+        (test_api.get(f"orders/{order_id}"), "/api/v1/orders/{order_id}", "get"),
+        (test_api.get(f"orders/{uuid.uuid4()}"), "/api/v1/orders/{order_id}", "get"),
+        (test_api.get("orders"), "/api/v1/orders", "get"),
+        (test_api.get("orders", {"limit": "1"}), "/api/v1/orders", "get"),
+        (test_api.get("orders", {"reference": "s-2"}), "/api/v1/orders", "get"),
+        (test_api.get("orders", {"reference": "none"}), "/api/v1/orders", "get"),
+        (test_api.get("orders", {"limit": "0"}), "/api/v1/orders", "get"),
+        (test_api.get("balance"), "/api/v1/balance", "get"),
+        (test_api.get("ledger"), "/api/v1/ledger", "get"),
+        (test_api.get("ledger", {"limit": "1"}), "/api/v1/ledger", "get"),
+        (test_api.client.get("/api/v1/balance"), "/api/v1/balance", "get"),
+    ]
+    for response, path, method in checks:
+        schema_check(response, path, method)
