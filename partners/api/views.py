@@ -111,6 +111,10 @@ class PartnerView(APIView):
         if wait is not None:
             raise ApiError(429, "rate_limited", "Too many requests with this API key.",
                            retry_after=wait)
+        # PostgreSQL refuses NUL in text: a filter with one would be a database error.
+        if any("\x00" in value for _name, values in request.query_params.lists()
+               for value in values):
+            raise ApiError(400, "invalid_request", "Query parameters must not contain NUL.")
 
     @property
     def key(self) -> ApiKey:

@@ -880,3 +880,29 @@ def test_every_answer_matches_the_schema(test_api: Api, other_api: Api, schema_c
     ]
     for response, path, method in checks:
         schema_check(response, path, method)
+
+
+@pytest.mark.parametrize("params", [{"reference": "a\x00b"}, {"user_id": "1\x00"},
+                                    {"status": "\x00"}, {"limit": "1\x00"}])
+def test_order_list_refuses_nul_characters(test_api: Api, params: dict) -> None:
+    """PostgreSQL cannot compare text with NUL in it: a 400, not a database error."""
+    assert_error(test_api.get("orders", params), 400, "invalid_request")
+
+
+@pytest.mark.parametrize("path", ["orders", "ledger"])
+def test_a_cursor_past_any_id_is_not_a_server_error(test_api: Api, path: str) -> None:
+    response = test_api.get(path, {"cursor": base64.urlsafe_b64encode(b"9" * 30).decode()})
+
+    assert response.status_code in (200, 400), response.content
+
+
+@pytest.mark.parametrize("body", [{"user_id": "12\x0034"}, {"user_id": "123456789", "stars": 500,
+                                                            "reference": "r\x00"}])
+def test_nul_characters_in_a_body_are_invalid_request(test_api: Api, body: dict) -> None:
+    before = counts()
+
+    assert_error(test_api.post("topup", {"stars": 500, **body}, idempotency_key="nul"), 400,
+                 "invalid_request")
+    if "reference" not in body:
+        assert_error(test_api.post("validate-user", body), 400, "invalid_request")
+    assert counts() == before
