@@ -23,7 +23,12 @@ from orders.suppliers import get_supplier_client
 from orders.suppliers.base import RecipientInfo
 from orders.suppliers.sandbox import SANDBOX_SUPPLIER_CODE
 from partners import wire
-from partners.exceptions import IdempotencyConflict, LedgerError, ReferenceInUse
+from partners.exceptions import (
+    CurrencyMismatch,
+    IdempotencyConflict,
+    LedgerError,
+    ReferenceInUse,
+)
 from partners.ledger import balance_adjust, balance_charge
 from partners.models import ApiKey, IdempotencyKey, LedgerEntry, Partner, PartnerOrder
 from shop.models import Package, Product
@@ -177,6 +182,10 @@ def topup_place(*, key: ApiKey, idempotency_key: str, fingerprint: str, quote: Q
     the winner's answer (or 409 if its body differs).
     """
     partner = key.partner
+    if quote.currency != partner.currency:
+        # The ledger has no exchange rate: a USD price must not be taken from a EUR balance.
+        raise CurrencyMismatch(f"This product is priced in {quote.currency}; your balance is "
+                               f"in {partner.currency}.")
     if key.test:
         quote = replace(quote, supplier_code=SANDBOX_SUPPLIER_CODE)
     reference = reference or idempotency_key

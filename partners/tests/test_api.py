@@ -264,8 +264,9 @@ def test_topup_with_a_live_key_charges_the_live_balance(live_api: Api, partner: 
     {"stars": 500},
     {"user_id": "123456789", "stars": 500, "reference": ""},
     {"user_id": "123456789", "stars": 500, "reference": "r" * 101},
+    [], "a string", None,
 ])
-def test_topup_refuses_a_malformed_body_with_invalid_request(test_api: Api, body: dict) -> None:
+def test_topup_refuses_a_malformed_body_with_invalid_request(test_api: Api, body: Any) -> None:
     before = counts()
 
     assert_error(test_api.post("topup", body, idempotency_key=uuid.uuid4().hex), 400,
@@ -906,3 +907,14 @@ def test_nul_characters_in_a_body_are_invalid_request(test_api: Api, body: dict)
     if "reference" not in body:
         assert_error(test_api.post("validate-user", body), 400, "invalid_request")
     assert counts() == before
+
+
+def test_topup_priced_in_another_currency_than_the_balance_is_refused(
+        test_api: Api, partner: Partner) -> None:
+    Partner.objects.filter(pk=partner.pk).update(currency="EUR")
+    before = counts()
+
+    assert_error(topup(test_api), 422, "product_unavailable")
+    assert counts() == before
+    partner.refresh_from_db()
+    assert partner.sandbox_balance == Decimal("100.00")

@@ -198,6 +198,21 @@ def test_racing_topups_with_one_key_and_different_bodies_place_one_order(racing_
     assert LedgerEntry.objects.filter(kind="charge").count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_racing_topups_with_one_reference_under_different_keys_place_one_order(racing_api) -> None:
+    api = racing_api(Decimal("100.00"))
+
+    results = race(6, lambda index: post_topup(
+        api, f"key-{index}", {"user_id": "123456789", "stars": 500, "reference": "invoice-1"}))
+
+    statuses = sorted(status for status, _body in results)
+    assert statuses == [201] + [409] * 5
+    assert all(body["error"]["code"] == "idempotency_conflict"
+               for status, body in results if status == 409)
+    assert Order.objects.count() == 1
+    assert Partner.objects.get(pk=api.key.partner_id).sandbox_balance == Decimal("91.50")
+
+
 # --- a test key's order through the fulfilment jobs -----------------------------------------
 
 
