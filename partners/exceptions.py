@@ -19,6 +19,13 @@ class InsufficientPartnerBalance(PartnerError):
     http_status = 402
 
 
+class CurrencyMismatch(PartnerError):
+    """The product is priced in another currency than the partner's balance is kept in."""
+
+    code = "product_unavailable"
+    http_status = 422
+
+
 class IdempotencyConflict(PartnerError):
     code = "idempotency_conflict"
     http_status = 409

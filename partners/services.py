@@ -23,7 +23,12 @@ from orders.suppliers import get_supplier_client
 from orders.suppliers.base import RecipientInfo
 from orders.suppliers.sandbox import SANDBOX_SUPPLIER_CODE
 from partners import wire
-from partners.exceptions import IdempotencyConflict, LedgerError, ReferenceInUse
+from partners.exceptions import (
+    CurrencyMismatch,
+    IdempotencyConflict,
+    LedgerError,
+    ReferenceInUse,
+)
 from partners.ledger import balance_adjust, balance_charge
 from partners.models import ApiKey, IdempotencyKey, LedgerEntry, Partner, PartnerOrder
 from shop.models import Package, Product
@@ -205,6 +210,10 @@ def topup_place(*, key: ApiKey, idempotency_key: str, fingerprint: str, quote: Q
     the winner's answer (or 409 if its body differs).
     """
     partner = key.partner
+    if quote.currency != partner.currency:
+        # The ledger has no exchange rate: a USD price must not be taken from a EUR balance.
+        raise CurrencyMismatch(f"This product is priced in {quote.currency}; your balance is "
+                               f"in {partner.currency}.")
     if key.test:
         quote = replace(quote, supplier_code=SANDBOX_SUPPLIER_CODE)
     reference = reference or idempotency_key
@@ -214,7 +223,9 @@ def topup_place(*, key: ApiKey, idempotency_key: str, fingerprint: str, quote: Q
             order = order_insert_quoted(
                 channel=Channel.API, quote=quote, recipient_input=recipient_input,
                 recipient=recipient, payment_method=PAYMENT_METHOD,
-                request_key=f"{partner.pk}:{int(key.test)}:{fingerprint[:16]}:{idempotency_key}"[:100],
+                # Hashed, not cut to the column's 100 characters: two long keys that differ
+                # only at the end must not collide into one order.
+                request_key=f"{partner.pk}:{int(key.test)}:{key_hash(idempotency_key)}",
             )
             entry = balance_charge(partner=partner, sandbox=key.test, amount=order.price,
                                    order_id=order.pk, actor=actor)

@@ -88,7 +88,7 @@ class ProductSerializer(serializers.Serializer):
     custom_amount = serializers.BooleanField()
     min_stars = serializers.IntegerField()
     max_stars = serializers.IntegerField()
-    custom_unit_price = serializers.DecimalField(max_digits=12, decimal_places=4)
+    custom_unit_price = serializers.DecimalField(max_digits=12, decimal_places=6)
     discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2)
     packages = PackageSerializer(many=True)
 

@@ -40,8 +40,9 @@ ERRORS = {code: OpenApiResponse(s.ErrorSerializer, description=text) for code, t
 }.items()}
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
-    description="Unique per top-up (e.g. a UUID). The same key and body return the original "
-                "answer; another body under the same key is refused with 409. Kept 48 h.")
+    description="Unique per top-up (e.g. a UUID), 1 to 100 characters. The same key and body "
+                "return the original answer; another body under the same key is refused with "
+                "409. Kept 48 h.")
 
 
 def _unavailable(exc: SupplierError) -> ApiError:
@@ -110,6 +111,10 @@ class PartnerView(APIView):
         if wait is not None:
             raise ApiError(429, "rate_limited", "Too many requests with this API key.",
                            retry_after=wait)
+        # PostgreSQL refuses NUL in text: a filter with one would be a database error.
+        if any("\x00" in value for _name, values in request.query_params.lists()
+               for value in values):
+            raise ApiError(400, "invalid_request", "Query parameters must not contain NUL.")
 
     @property
     def key(self) -> ApiKey:
@@ -163,9 +168,10 @@ class TopupView(PartnerView):
     )
     def post(self, request: Request) -> Response:
         idempotency_key = request.headers.get("Idempotency-Key", "")
-        if not idempotency_key.strip() or len(idempotency_key) > 255:
+        # At most a reference's length: without a reference, the key becomes the order's.
+        if not idempotency_key.strip() or len(idempotency_key) > 100:
             raise ApiError(400, "invalid_request",
-                           "Send an Idempotency-Key header (1 to 255 characters), unique per top-up.")
+                           "Send an Idempotency-Key header (1 to 100 characters), unique per top-up.")
         body = request.data
         fingerprint = services.request_fingerprint(body)
         try:
