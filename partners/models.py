@@ -161,7 +161,9 @@ class IdempotencyKey(models.Model):
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     response_status = models.PositiveSmallIntegerField()
-    response_body = models.JSONField()
+    # Text, not JSON: PostgreSQL's jsonb would reorder the keys, and a replay must answer the
+    # very body the first request got.
+    response_body = models.TextField()
     order = models.ForeignKey("orders.Order", on_delete=models.SET_NULL, null=True, blank=True,
                               related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

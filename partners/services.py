@@ -196,7 +196,7 @@ def idempotent_replay(*, key: ApiKey, idempotency_key: str, fingerprint: str) ->
         raise IdempotencyConflict(
             "This Idempotency-Key was used with a different request body; use a new key "
             "for a new top-up.")
-    return TopupResult(status_code=record.response_status, body=record.response_body,
+    return TopupResult(status_code=record.response_status, body=json.loads(record.response_body),
                        replayed=True)
 
 
@@ -239,7 +239,7 @@ def topup_place(*, key: ApiKey, idempotency_key: str, fingerprint: str, quote: Q
             body = wire.order_wire(order, reference=reference)
             IdempotencyKey.objects.create(partner=partner, sandbox=key.test, key=idempotency_key,
                                           request_hash=fingerprint, response_status=201,
-                                          response_body=body, order=order)
+                                          response_body=json.dumps(body), order=order)
     except IntegrityError:
         replay = idempotent_replay(key=key, idempotency_key=idempotency_key,
                                    fingerprint=fingerprint)

@@ -26,6 +26,7 @@ PAYMENT_METHOD_LABELS = (
     gettext_noop("TON"),
     gettext_noop("Card (Stripe Checkout)"),
     gettext_noop("Card in Telegram (Telegram Payments)"),
+    gettext_noop("Partner balance"),
 )
 
 

@@ -365,7 +365,8 @@ def test_topup_retried_with_the_same_key_and_body_returns_the_original_order(
     again = topup(test_api, key="retry-me", stars=500)
 
     assert first.status_code == again.status_code == 201
-    assert again.json() == first.json()
+    # The very bytes, not only equal JSON (jsonb would reorder a stored body's keys).
+    assert again.content == first.content
     assert again["Idempotent-Replayed"] == "true"
     assert Order.objects.count() == 1
     assert LedgerEntry.objects.filter(kind="charge").count() == 1
