@@ -368,7 +368,8 @@ class OrderAdmin(OrderExportMixin, admin.ModelAdmin):
         if partner_order is None:
             return "-"
         key = partner_order.api_key
-        return f"{key.prefix} ({gettext('test') if key.test else gettext('live')})"
+        mode = gettext("test") if key.test else gettext("live")
+        return f"{key.prefix} ({mode})"
 
     @admin.display(description=_("Partner's reference"))
     def api_reference(self, order: Order) -> str:

@@ -241,15 +241,16 @@ class PartnerAdmin(admin.ModelAdmin):
                 self.message_user(request, gettext("Nothing was done: %(why)s") % {"why": error},
                                   messages.ERROR)
             else:
+                balance_label = gettext("sandbox") if sandbox else gettext("live")
                 self.log_change(request, partner, gettext("Topped up %(amount)s %(currency)s "
                                                           "(%(balance)s): %(note)s") % {
                     "amount": entry.amount, "currency": entry.currency,
-                    "balance": form.cleaned_data["balance"], "note": entry.note})
+                    "balance": balance_label, "note": entry.note})
                 self.message_user(request, gettext(
                     "%(partner)s: %(amount)s %(currency)s added; the %(balance)s balance is "
                     "%(after)s %(currency)s.") % {
                     "partner": partner, "amount": entry.amount, "currency": entry.currency,
-                    "balance": form.cleaned_data["balance"], "after": entry.balance_after},
+                    "balance": balance_label, "after": entry.balance_after},
                     messages.SUCCESS)
             return redirect(change_url)
         return _confirm_page(
