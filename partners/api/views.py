@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     PolymorphicProxySerializer,
@@ -32,16 +34,44 @@ from partners.exceptions import PartnerError
 from partners.models import ApiKey
 from shop.exceptions import MarginTooLow, ProductUnavailable, QuantityOutOfRange
 
-ERRORS = {code: OpenApiResponse(s.ErrorSerializer, description=text) for code, text in {
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(s.ErrorSerializer, description=description)
+
+
+# What any endpoint may answer besides its own success, each in the one error shape.
+ERRORS = {code: _error(text) for code, text in {
     400: "invalid_request: the body or a parameter is malformed",
     401: "unauthorized: no valid API key",
     403: "forbidden: the key is not allowed from this address",
+    405: "method_not_allowed: the path does not take this method",
+    406: "invalid_request: the Accept header rules out application/json",
     429: "rate_limited: wait Retry-After seconds",
 }.items()}
+# ...and what endpoints taking a body may answer too.
+BODY_ERRORS = {415: _error("invalid_request: the body is not application/json")}
+RESPONSE_HEADERS = [
+    OpenApiParameter("Retry-After", int, OpenApiParameter.HEADER, response=[429, 503],
+                     description="Seconds to wait before trying again."),
+    OpenApiParameter("WWW-Authenticate", str, OpenApiParameter.HEADER, response=[401],
+                     description='Bearer realm="api"'),
+]
+# 1 to 255 printable ASCII characters, no leading or trailing space: what survives an HTTP
+# header unchanged, so the key stored is the key the partner sent.
+IDEMPOTENCY_KEY = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
-    description="Unique per top-up (e.g. a UUID). The same key and body return the original "
-                "answer; another body under the same key is refused with 409. Kept 48 h.")
+    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255,
+                        "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
+    OpenApiParameter.HEADER, required=True,
+    description="Unique per top-up (e.g. a UUID): 1 to 255 printable ASCII characters. The same "
+                "key and body return the original answer; another body under the same key is "
+                "refused with 409. Kept 48 h.")
+REPLAYED_HEADER = OpenApiParameter(
+    "Idempotent-Replayed", str, OpenApiParameter.HEADER, response=[201], enum=["true"],
+    description="Present when this is the stored answer to an earlier request with the same "
+                "Idempotency-Key.")
+LIMIT = OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100},
+                         description="1 to 100, default 50.")
+CURSOR = OpenApiParameter("cursor", str, description="next_cursor of the previous page.")
 
 
 def _unavailable(exc: SupplierError) -> ApiError:
@@ -73,7 +103,7 @@ def cursor_encode(last_id: int) -> str:
 
 
 def _limit(raw: str | None, default: int = 50) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 100:
         raise ApiError(400, "invalid_request", "limit must be a whole number from 1 to 100.")
@@ -82,7 +112,7 @@ def _limit(raw: str | None, default: int = 50) -> int:
 
 def _time_param(request: Request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         moment = parse_datetime(raw)
@@ -117,7 +147,8 @@ class PartnerView(APIView):
 
 
 class ProductsView(PartnerView):
-    @extend_schema(operation_id="products_list", responses={200: s.ProductListSerializer, **ERRORS},
+    @extend_schema(operation_id="products_list", parameters=RESPONSE_HEADERS,
+                   responses={200: s.ProductListSerializer, **ERRORS},
                    summary="What you can buy, at your prices")
     def get(self, request: Request) -> Response:
         return Response({"products": selectors.products_for_partner(partner=self.key.partner)})
@@ -125,9 +156,16 @@ class ProductsView(PartnerView):
 
 class ValidateUserView(PartnerView):
     @extend_schema(operation_id="validate_user", request=s.ValidateUserRequestSerializer,
+                   parameters=RESPONSE_HEADERS,
+                   examples=[
+                       OpenApiExample("By username", request_only=True,
+                                      value={"platform": "telegram", "user_id": "@sandbox_ok"}),
+                       OpenApiExample("By numeric ID", request_only=True,
+                                      value={"platform": "telegram", "user_id": "123456789"}),
+                   ],
                    responses={200: s.ValidateUserResponseSerializer,
-                              503: OpenApiResponse(s.ErrorSerializer, description="unavailable"),
-                              **ERRORS},
+                              503: _error("unavailable: the supplier cannot be reached"),
+                              **ERRORS, **BODY_ERRORS},
                    summary="Check a recipient and get their current username")
     def post(self, request: Request) -> Response:
         form = s.ValidateUserRequestSerializer(data=request.data)
@@ -149,23 +187,31 @@ class ValidateUserView(PartnerView):
 class TopupView(PartnerView):
     @extend_schema(
         operation_id="topup_create", request=s.TopupRequestSerializer,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, *RESPONSE_HEADERS],
+        examples=[
+            OpenApiExample("Custom amount", request_only=True,
+                           value={"platform": "telegram", "user_id": "@sandbox_ok", "stars": 500,
+                                  "reference": "your-order-1001"}),
+            OpenApiExample("Numeric recipient", request_only=True,
+                           value={"platform": "telegram", "user_id": "123456789", "stars": 100}),
+        ],
         responses={
             201: s.OrderSerializer,
-            402: OpenApiResponse(s.ErrorSerializer, description="insufficient_balance"),
-            409: OpenApiResponse(s.ErrorSerializer, description="idempotency_conflict"),
-            422: OpenApiResponse(s.ErrorSerializer, description="invalid_recipient, "
-                                 "amount_out_of_range or product_unavailable"),
-            503: OpenApiResponse(s.ErrorSerializer, description="unavailable"),
-            **ERRORS,
+            402: _error("insufficient_balance: your balance does not cover the price"),
+            409: _error("idempotency_conflict: the Idempotency-Key was used with another body, "
+                        "or the reference names another order"),
+            422: _error("invalid_recipient, amount_out_of_range or product_unavailable"),
+            503: _error("unavailable: the supplier cannot be reached"),
+            **ERRORS, **BODY_ERRORS,
         },
         summary="Place a top-up, paid from your balance",
     )
     def post(self, request: Request) -> Response:
         idempotency_key = request.headers.get("Idempotency-Key", "")
-        if not idempotency_key.strip() or len(idempotency_key) > 255:
+        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise ApiError(400, "invalid_request",
-                           "Send an Idempotency-Key header (1 to 255 characters), unique per top-up.")
+                           "Send an Idempotency-Key header (1 to 255 printable ASCII characters), "
+                           "unique per top-up.")
         body = request.data
         fingerprint = services.request_fingerprint(body)
         try:
@@ -225,8 +271,7 @@ class OrdersView(PartnerView):
             OpenApiParameter("user_id", str, description="Recipient's numeric ID."),
             OpenApiParameter("created_after", datetime, description="Inclusive, ISO 8601."),
             OpenApiParameter("created_before", datetime, description="Exclusive, ISO 8601."),
-            OpenApiParameter("limit", int, description="1 to 100, default 50."),
-            OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
+            LIMIT, CURSOR, *RESPONSE_HEADERS,
         ],
         responses={200: ORDER_OR_LIST,
                    404: OpenApiResponse(s.ErrorSerializer, description="not_found"), **ERRORS},
@@ -241,7 +286,7 @@ class OrdersView(PartnerView):
                 raise ApiError(404, "not_found", "You have no order with that reference.")
             return Response(services.partner_order_wire(order))
         wire_filter = params.get("status")
-        if wire_filter and wire_filter not in ("pending", "processing", "completed", "failed"):
+        if wire_filter is not None and wire_filter not in ("pending", "processing", "completed", "failed"):
             raise ApiError(400, "invalid_request",
                            "status must be pending, processing, completed or failed.")
         page, next_id = selectors.partner_orders_page(
@@ -254,7 +299,7 @@ class OrdersView(PartnerView):
 
 
 class OrderView(PartnerView):
-    @extend_schema(operation_id="order_get",
+    @extend_schema(operation_id="order_get", parameters=RESPONSE_HEADERS,
                    responses={200: s.OrderSerializer,
                               404: OpenApiResponse(s.ErrorSerializer, description="not_found"),
                               **ERRORS},
@@ -267,7 +312,8 @@ class OrderView(PartnerView):
 
 
 class BalanceView(PartnerView):
-    @extend_schema(operation_id="balance_get", responses={200: s.BalanceSerializer, **ERRORS},
+    @extend_schema(operation_id="balance_get", parameters=RESPONSE_HEADERS,
+                   responses={200: s.BalanceSerializer, **ERRORS},
                    summary="Your prepaid balance (the sandbox one for a test key)")
     def get(self, request: Request) -> Response:
         partner = selectors.partner_fresh(self.key.partner)
@@ -279,8 +325,7 @@ class BalanceView(PartnerView):
 class LedgerView(PartnerView):
     @extend_schema(
         operation_id="ledger_list",
-        parameters=[OpenApiParameter("limit", int, description="1 to 100, default 50."),
-                    OpenApiParameter("cursor", str, description="next_cursor of the previous page.")],
+        parameters=[LIMIT, CURSOR, *RESPONSE_HEADERS],
         responses={200: s.LedgerSerializer, **ERRORS},
         summary="Every move of your balance, newest first")
     def get(self, request: Request) -> Response:
