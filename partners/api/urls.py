@@ -17,6 +17,7 @@ urlpatterns = [
     path("balance", views.BalanceView.as_view(), name="balance"),
     path("ledger", views.LedgerView.as_view(), name="ledger"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(
+        url_name="api:schema", template_name="partners/api_docs.html"), name="docs"),
     re_path(r"^.*$", views.not_found_view),
 ]

@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
@@ -71,6 +72,8 @@ REPLAYED_HEADER = OpenApiParameter(
                 "Idempotency-Key.")
 LIMIT = OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100},
                          description="1 to 100, default 50.")
+# A query string PostgreSQL can compare: text there cannot hold NUL.
+NO_NUL = {"type": "string", "pattern": r"^[^\x00]*$"}
 CURSOR = OpenApiParameter("cursor", str, description="next_cursor of the previous page.")
 
 
@@ -110,6 +113,13 @@ def _limit(raw: str | None, default: int = 50) -> int:
     return int(raw)
 
 
+def _text_param(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is not None and "\x00" in raw:
+        raise ApiError(400, "invalid_request", f"{name} may not contain NUL.")
+    return raw
+
+
 def _time_param(request: Request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
     if raw is None:
@@ -121,7 +131,12 @@ def _time_param(request: Request, name: str) -> datetime | None:
     if moment is None or moment.tzinfo is None:
         raise ApiError(400, "invalid_request",
                        f"{name} must be an ISO 8601 time with a zone, e.g. 2026-11-30T00:00:00Z.")
-    return moment
+    # In UTC: PostgreSQL refuses offsets past ±15:59 that Python accepts (up to ±23:59). A time
+    # in year 1 or 9999 that UTC cannot hold is as good as the earliest or latest one.
+    try:
+        return moment.astimezone(dt_timezone.utc)
+    except OverflowError:
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=dt_timezone.utc)
 
 
 class PartnerView(APIView):
@@ -265,10 +280,10 @@ class OrdersView(PartnerView):
     @extend_schema(
         operation_id="orders_list",
         parameters=[
-            OpenApiParameter("reference", str, description="Your reference (or Idempotency-Key):"
+            OpenApiParameter("reference", NO_NUL, description="Your reference (or Idempotency-Key):"
                              " answers with that one order instead of a list, or 404."),
             OpenApiParameter("status", str, enum=["pending", "processing", "completed", "failed"]),
-            OpenApiParameter("user_id", str, description="Recipient's numeric ID."),
+            OpenApiParameter("user_id", NO_NUL, description="Recipient's numeric ID."),
             OpenApiParameter("created_after", datetime, description="Inclusive, ISO 8601."),
             OpenApiParameter("created_before", datetime, description="Exclusive, ISO 8601."),
             LIMIT, CURSOR, *RESPONSE_HEADERS,
@@ -279,7 +294,7 @@ class OrdersView(PartnerView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        reference = params.get("reference")
+        reference = _text_param(request, "reference")
         if reference is not None:
             order = selectors.partner_order_by_reference(key=self.key, reference=reference)
             if order is None:
@@ -290,7 +305,7 @@ class OrdersView(PartnerView):
             raise ApiError(400, "invalid_request",
                            "status must be pending, processing, completed or failed.")
         page, next_id = selectors.partner_orders_page(
-            key=self.key, status=wire_filter or "", user_id=params.get("user_id", ""),
+            key=self.key, status=wire_filter or "", user_id=_text_param(request, "user_id") or "",
             created_after=_time_param(request, "created_after"),
             created_before=_time_param(request, "created_before"),
             before_id=_cursor_decode(params.get("cursor")), limit=_limit(params.get("limit")))

@@ -72,3 +72,58 @@ def test_api_answers_as_its_schema_says(case, bearer) -> None:
     # out on purpose (a negative one) is sent without it, and must be refused.
     headers = bearer if "Authorization" in (case.headers or {}) else {}
     case.call_and_validate(headers=headers, excluded_checks=excluded)
+
+
+# What the fuzz run found once, kept as plain cases: a random run may not draw them again.
+@pytest.mark.parametrize("query", [
+    # PostgreSQL refuses UTC offsets past ±15:59, which Python parses (500 before the fix).
+    {"created_before": "0635-11-24T17:31:41+17:22"},
+    # Times UTC cannot hold: the earliest and the latest there is.
+    {"created_after": "0001-01-01T00:00:00+01:00"},
+    {"created_before": "9999-12-31T23:59:59-01:00"},
+])
+def test_orders_list_answers_odd_but_valid_filters(bearer, query):
+    response = Client().get("/api/v1/orders", query, headers=bearer)
+    assert response.status_code == 200, response.content
+    assert set(response.json()) == {"orders", "next_cursor"}
+
+
+def test_filters_that_the_schema_refuses_are_refused(bearer):
+    for query in ({"created_after": ""}, {"status": ""}, {"limit": ""}, {"limit": "101"},
+                  {"created_after": "2026-11-30T00:00:00"}):
+        response = Client().get("/api/v1/orders", query, headers=bearer)
+        assert response.status_code == 400, (query, response.content)
+        assert response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("name", ["reference", "user_id"])
+def test_text_filters_with_nul_are_refused_not_a_database_error(bearer, name):
+    """PostgreSQL text cannot hold NUL: the query would fail with a 500 (it did on PostgreSQL)."""
+    response = Client().get("/api/v1/orders", {name: "1\x00"}, headers=bearer)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("body", [
+    {"user_id": 100000001, "stars": 500},          # a number where a string is due
+    {"user_id": "@sandbox_ok", "stars": "500"},    # a string where a number is due
+    {"user_id": "@sandbox_ok", "stars": 500.0},
+    {"user_id": "@sandbox_ok", "stars": True},
+    {"user_id": "@sandbox_ok", "stars": 500, "package_id": 1},  # both
+    {"user_id": "@sandbox_ok"},                                 # neither
+    {"user_id": "@sandbox_ok", "stars": 500, "reference": "a\x00"},
+])
+def test_topup_refuses_bodies_the_schema_refuses(bearer, body):
+    response = Client().post("/api/v1/topup", body, content_type="application/json",
+                             headers={**bearer, "Idempotency-Key": "strict-1"})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("key", ["", " ", " padded", "padded ", "x" * 256, "ключ"])
+def test_topup_refuses_idempotency_keys_outside_the_schema(bearer, key):
+    response = Client().post("/api/v1/topup", {"user_id": "@sandbox_ok", "stars": 500},
+                             content_type="application/json",
+                             headers={**bearer, "Idempotency-Key": key})
+    assert response.status_code == 400, response.content
+    assert "Idempotency-Key" in response.json()["error"]["message"]
