@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.views import SpectacularAPIView
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -56,14 +56,15 @@ RESPONSE_HEADERS = [
     OpenApiParameter("WWW-Authenticate", str, OpenApiParameter.HEADER, response=[401],
                      description='Bearer realm="api"'),
 ]
-# 1 to 255 printable ASCII characters, no leading or trailing space: what survives an HTTP
-# header unchanged, so the key stored is the key the partner sent.
-IDEMPOTENCY_KEY = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
+# 1 to 100 printable ASCII characters, no leading or trailing space: what survives an HTTP
+# header unchanged, so the key stored is the key the partner sent; and at most a reference's
+# length: without a reference, the key becomes the order's.
+IDEMPOTENCY_KEY = re.compile(r"[!-~](?:[ -~]{0,98}[!-~])?")
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255,
+    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 100,
                         "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
     OpenApiParameter.HEADER, required=True,
-    description="Unique per top-up (e.g. a UUID): 1 to 255 printable ASCII characters. The same "
+    description="Unique per top-up (e.g. a UUID): 1 to 100 printable ASCII characters. The same "
                 "key and body return the original answer; another body under the same key is "
                 "refused with 409. Kept 48 h.")
 REPLAYED_HEADER = OpenApiParameter(
@@ -113,13 +114,6 @@ def _limit(raw: str | None, default: int = 50) -> int:
     return int(raw)
 
 
-def _text_param(request: Request, name: str) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is not None and "\x00" in raw:
-        raise ApiError(400, "invalid_request", f"{name} may not contain NUL.")
-    return raw
-
-
 def _time_param(request: Request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
     if raw is None:
@@ -134,9 +128,9 @@ def _time_param(request: Request, name: str) -> datetime | None:
     # In UTC: PostgreSQL refuses offsets past ±15:59 that Python accepts (up to ±23:59). A time
     # in year 1 or 9999 that UTC cannot hold is as good as the earliest or latest one.
     try:
-        return moment.astimezone(dt_timezone.utc)
+        return moment.astimezone(UTC)
     except OverflowError:
-        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=dt_timezone.utc)
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 class PartnerView(APIView):
@@ -155,6 +149,10 @@ class PartnerView(APIView):
         if wait is not None:
             raise ApiError(429, "rate_limited", "Too many requests with this API key.",
                            retry_after=wait)
+        # PostgreSQL refuses NUL in text: a filter with one would be a database error.
+        if any("\x00" in value for _name, values in request.query_params.lists()
+               for value in values):
+            raise ApiError(400, "invalid_request", "Query parameters must not contain NUL.")
 
     @property
     def key(self) -> ApiKey:
@@ -225,7 +223,7 @@ class TopupView(PartnerView):
         idempotency_key = request.headers.get("Idempotency-Key", "")
         if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise ApiError(400, "invalid_request",
-                           "Send an Idempotency-Key header (1 to 255 printable ASCII characters), "
+                           "Send an Idempotency-Key header (1 to 100 printable ASCII characters), "
                            "unique per top-up.")
         body = request.data
         fingerprint = services.request_fingerprint(body)
@@ -294,7 +292,7 @@ class OrdersView(PartnerView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        reference = _text_param(request, "reference")
+        reference = params.get("reference")
         if reference is not None:
             order = selectors.partner_order_by_reference(key=self.key, reference=reference)
             if order is None:
@@ -305,7 +303,7 @@ class OrdersView(PartnerView):
             raise ApiError(400, "invalid_request",
                            "status must be pending, processing, completed or failed.")
         page, next_id = selectors.partner_orders_page(
-            key=self.key, status=wire_filter or "", user_id=_text_param(request, "user_id") or "",
+            key=self.key, status=wire_filter or "", user_id=params.get("user_id", ""),
             created_after=_time_param(request, "created_after"),
             created_before=_time_param(request, "created_before"),
             before_id=_cursor_decode(params.get("cursor")), limit=_limit(params.get("limit")))
@@ -349,6 +347,19 @@ class LedgerView(PartnerView):
             limit=_limit(request.query_params.get("limit")))
         return Response({"entries": entries,
                          "next_cursor": cursor_encode(next_id) if next_id else None})
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema: no key needed, so limited per client address (it is built afresh
+    on every request)."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # After content negotiation, so a refusal comes in the format asked for (?format=json).
+        super().initial(request, *args, **kwargs)
+        wait = rate_limit_wait(request, None)
+        if wait is not None:
+            raise ApiError(429, "rate_limited", "Too many requests from your address.",
+                           retry_after=wait)
 
 
 def not_found_view(request: Any, *args: Any, **kwargs: Any) -> Any:

@@ -62,7 +62,7 @@ def test_schema_topup_requires_idempotency_key_and_lists_its_refusals(client):
     topup = client.get("/api/v1/schema/", {"format": "json"}).json()["paths"]["/api/v1/topup"]["post"]
     header = next(p for p in topup["parameters"] if p["name"] == "Idempotency-Key")
     assert header["in"] == "header" and header["required"] is True
-    assert header["schema"]["maxLength"] == 255
+    assert header["schema"]["maxLength"] == 100
     assert {"201", "402", "409", "415", "422", "503"} <= set(topup["responses"])
     assert topup["requestBody"]["required"] is True
 
@@ -129,3 +129,13 @@ def test_docs_page_lists_the_operations_in_chromium_with_no_policy_violation(bro
         watched.assert_clean()
     finally:
         context.close()
+
+
+def test_schema_is_rate_limited_per_address(client, settings):
+    settings.PARTNER_API_RATE_PER_IP = "2/minute"
+    assert client.get("/api/v1/schema/").status_code == 200
+    assert client.get("/api/v1/schema/").status_code == 200
+    refused = client.get("/api/v1/schema/", {"format": "json"})
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) >= 1
+    assert json.loads(refused.content)["error"]["code"] == "rate_limited"
