@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from partners.wire import WIRE_STATUSES
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only: DRF's CharField would turn 123 or 1.5 into "123" or "1.5", which the
+    schema (type: string) says is refused."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only: DRF's IntegerField would take "500" or 500.0 as 500."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if not isinstance(data, int) or isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -18,10 +40,13 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
 
 
+# Components are named without the serializer's "Request": drf-spectacular appends its own
+# (COMPONENT_SPLIT_REQUEST) to request bodies, which would make "ValidateUserRequestRequest".
+@extend_schema_serializer(component_name="ValidateUser")
 class ValidateUserRequestSerializer(serializers.Serializer):
     platform = serializers.ChoiceField(choices=["telegram"], default="telegram")
-    user_id = serializers.CharField(max_length=200, trim_whitespace=False,
-                                    help_text="A numeric Telegram user ID or an @username.")
+    user_id = StrictCharField(max_length=200, trim_whitespace=False,
+                              help_text="A numeric Telegram user ID or an @username.")
 
 
 class ValidateUserResponseSerializer(serializers.Serializer):
@@ -31,16 +56,17 @@ class ValidateUserResponseSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False)
 
 
+@extend_schema_serializer(component_name="Topup")
 class TopupRequestSerializer(serializers.Serializer):
     platform = serializers.ChoiceField(choices=["telegram"], default="telegram")
-    user_id = serializers.CharField(max_length=200, trim_whitespace=False,
-                                    help_text="The recipient: numeric user ID or @username.")
-    stars = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000,
-                                     help_text="How many Stars; or give package_id.")
-    package_id = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
-    reference = serializers.CharField(required=False, max_length=100, allow_blank=False,
-                                      help_text="Your own reference; defaults to the "
-                                                "Idempotency-Key. Unique among your orders.")
+    user_id = StrictCharField(max_length=200, trim_whitespace=False,
+                              help_text="The recipient: numeric user ID or @username.")
+    stars = StrictIntegerField(required=False, min_value=1, max_value=1_000_000,
+                               help_text="How many Stars; or give package_id.")
+    package_id = StrictIntegerField(required=False, min_value=1, max_value=2**31 - 1)
+    reference = StrictCharField(required=False, max_length=100, allow_blank=False,
+                                help_text="Your own reference; defaults to the "
+                                          "Idempotency-Key. Unique among your orders.")
 
     def validate(self, attrs: dict) -> dict:
         if ("stars" in attrs) == ("package_id" in attrs):

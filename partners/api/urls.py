@@ -2,7 +2,7 @@
 follow a redirect)."""
 
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from partners.api import views
 
@@ -16,7 +16,8 @@ urlpatterns = [
     path("orders/<str:order_id>", views.OrderView.as_view(), name="order"),
     path("balance", views.BalanceView.as_view(), name="balance"),
     path("ledger", views.LedgerView.as_view(), name="ledger"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
+    path("schema/", views.SchemaView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(
+        url_name="api:schema", template_name="partners/api_docs.html"), name="docs"),
     re_path(r"^.*$", views.not_found_view),
 ]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.views import SpectacularAPIView
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     PolymorphicProxySerializer,
@@ -32,17 +35,47 @@ from partners.exceptions import PartnerError
 from partners.models import ApiKey
 from shop.exceptions import MarginTooLow, ProductUnavailable, QuantityOutOfRange
 
-ERRORS = {code: OpenApiResponse(s.ErrorSerializer, description=text) for code, text in {
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(s.ErrorSerializer, description=description)
+
+
+# What any endpoint may answer besides its own success, each in the one error shape.
+ERRORS = {code: _error(text) for code, text in {
     400: "invalid_request: the body or a parameter is malformed",
     401: "unauthorized: no valid API key",
     403: "forbidden: the key is not allowed from this address",
+    405: "method_not_allowed: the path does not take this method",
+    406: "invalid_request: the Accept header rules out application/json",
     429: "rate_limited: wait Retry-After seconds",
 }.items()}
+# ...and what endpoints taking a body may answer too.
+BODY_ERRORS = {415: _error("invalid_request: the body is not application/json")}
+RESPONSE_HEADERS = [
+    OpenApiParameter("Retry-After", int, OpenApiParameter.HEADER, response=[429, 503],
+                     description="Seconds to wait before trying again."),
+    OpenApiParameter("WWW-Authenticate", str, OpenApiParameter.HEADER, response=[401],
+                     description='Bearer realm="api"'),
+]
+# 1 to 100 printable ASCII characters, no leading or trailing space: what survives an HTTP
+# header unchanged, so the key stored is the key the partner sent; and at most a reference's
+# length: without a reference, the key becomes the order's.
+IDEMPOTENCY_KEY = re.compile(r"[!-~](?:[ -~]{0,98}[!-~])?")
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
-    description="Unique per top-up (e.g. a UUID), 1 to 100 characters. The same key and body "
-                "return the original answer; another body under the same key is refused with "
-                "409. Kept 48 h.")
+    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 100,
+                        "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
+    OpenApiParameter.HEADER, required=True,
+    description="Unique per top-up (e.g. a UUID): 1 to 100 printable ASCII characters. The same "
+                "key and body return the original answer; another body under the same key is "
+                "refused with 409. Kept 48 h.")
+REPLAYED_HEADER = OpenApiParameter(
+    "Idempotent-Replayed", str, OpenApiParameter.HEADER, response=[201], enum=["true"],
+    description="Present when this is the stored answer to an earlier request with the same "
+                "Idempotency-Key.")
+LIMIT = OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100},
+                         description="1 to 100, default 50.")
+# A query string PostgreSQL can compare: text there cannot hold NUL.
+NO_NUL = {"type": "string", "pattern": r"^[^\x00]*$"}
+CURSOR = OpenApiParameter("cursor", str, description="next_cursor of the previous page.")
 
 
 def _unavailable(exc: SupplierError) -> ApiError:
@@ -74,7 +107,7 @@ def cursor_encode(last_id: int) -> str:
 
 
 def _limit(raw: str | None, default: int = 50) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 100:
         raise ApiError(400, "invalid_request", "limit must be a whole number from 1 to 100.")
@@ -83,7 +116,7 @@ def _limit(raw: str | None, default: int = 50) -> int:
 
 def _time_param(request: Request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         moment = parse_datetime(raw)
@@ -92,7 +125,12 @@ def _time_param(request: Request, name: str) -> datetime | None:
     if moment is None or moment.tzinfo is None:
         raise ApiError(400, "invalid_request",
                        f"{name} must be an ISO 8601 time with a zone, e.g. 2026-11-30T00:00:00Z.")
-    return moment
+    # In UTC: PostgreSQL refuses offsets past ±15:59 that Python accepts (up to ±23:59). A time
+    # in year 1 or 9999 that UTC cannot hold is as good as the earliest or latest one.
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 class PartnerView(APIView):
@@ -122,7 +160,8 @@ class PartnerView(APIView):
 
 
 class ProductsView(PartnerView):
-    @extend_schema(operation_id="products_list", responses={200: s.ProductListSerializer, **ERRORS},
+    @extend_schema(operation_id="products_list", parameters=RESPONSE_HEADERS,
+                   responses={200: s.ProductListSerializer, **ERRORS},
                    summary="What you can buy, at your prices")
     def get(self, request: Request) -> Response:
         return Response({"products": selectors.products_for_partner(partner=self.key.partner)})
@@ -130,9 +169,16 @@ class ProductsView(PartnerView):
 
 class ValidateUserView(PartnerView):
     @extend_schema(operation_id="validate_user", request=s.ValidateUserRequestSerializer,
+                   parameters=RESPONSE_HEADERS,
+                   examples=[
+                       OpenApiExample("By username", request_only=True,
+                                      value={"platform": "telegram", "user_id": "@sandbox_ok"}),
+                       OpenApiExample("By numeric ID", request_only=True,
+                                      value={"platform": "telegram", "user_id": "123456789"}),
+                   ],
                    responses={200: s.ValidateUserResponseSerializer,
-                              503: OpenApiResponse(s.ErrorSerializer, description="unavailable"),
-                              **ERRORS},
+                              503: _error("unavailable: the supplier cannot be reached"),
+                              **ERRORS, **BODY_ERRORS},
                    summary="Check a recipient and get their current username")
     def post(self, request: Request) -> Response:
         form = s.ValidateUserRequestSerializer(data=request.data)
@@ -154,24 +200,31 @@ class ValidateUserView(PartnerView):
 class TopupView(PartnerView):
     @extend_schema(
         operation_id="topup_create", request=s.TopupRequestSerializer,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, *RESPONSE_HEADERS],
+        examples=[
+            OpenApiExample("Custom amount", request_only=True,
+                           value={"platform": "telegram", "user_id": "@sandbox_ok", "stars": 500,
+                                  "reference": "your-order-1001"}),
+            OpenApiExample("Numeric recipient", request_only=True,
+                           value={"platform": "telegram", "user_id": "123456789", "stars": 100}),
+        ],
         responses={
             201: s.OrderSerializer,
-            402: OpenApiResponse(s.ErrorSerializer, description="insufficient_balance"),
-            409: OpenApiResponse(s.ErrorSerializer, description="idempotency_conflict"),
-            422: OpenApiResponse(s.ErrorSerializer, description="invalid_recipient, "
-                                 "amount_out_of_range or product_unavailable"),
-            503: OpenApiResponse(s.ErrorSerializer, description="unavailable"),
-            **ERRORS,
+            402: _error("insufficient_balance: your balance does not cover the price"),
+            409: _error("idempotency_conflict: the Idempotency-Key was used with another body, "
+                        "or the reference names another order"),
+            422: _error("invalid_recipient, amount_out_of_range or product_unavailable"),
+            503: _error("unavailable: the supplier cannot be reached"),
+            **ERRORS, **BODY_ERRORS,
         },
         summary="Place a top-up, paid from your balance",
     )
     def post(self, request: Request) -> Response:
         idempotency_key = request.headers.get("Idempotency-Key", "")
-        # At most a reference's length: without a reference, the key becomes the order's.
-        if not idempotency_key.strip() or len(idempotency_key) > 100:
+        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise ApiError(400, "invalid_request",
-                           "Send an Idempotency-Key header (1 to 100 characters), unique per top-up.")
+                           "Send an Idempotency-Key header (1 to 100 printable ASCII characters), "
+                           "unique per top-up.")
         body = request.data
         fingerprint = services.request_fingerprint(body)
         try:
@@ -225,14 +278,13 @@ class OrdersView(PartnerView):
     @extend_schema(
         operation_id="orders_list",
         parameters=[
-            OpenApiParameter("reference", str, description="Your reference (or Idempotency-Key):"
+            OpenApiParameter("reference", NO_NUL, description="Your reference (or Idempotency-Key):"
                              " answers with that one order instead of a list, or 404."),
             OpenApiParameter("status", str, enum=["pending", "processing", "completed", "failed"]),
-            OpenApiParameter("user_id", str, description="Recipient's numeric ID."),
+            OpenApiParameter("user_id", NO_NUL, description="Recipient's numeric ID."),
             OpenApiParameter("created_after", datetime, description="Inclusive, ISO 8601."),
             OpenApiParameter("created_before", datetime, description="Exclusive, ISO 8601."),
-            OpenApiParameter("limit", int, description="1 to 100, default 50."),
-            OpenApiParameter("cursor", str, description="next_cursor of the previous page."),
+            LIMIT, CURSOR, *RESPONSE_HEADERS,
         ],
         responses={200: ORDER_OR_LIST,
                    404: OpenApiResponse(s.ErrorSerializer, description="not_found"), **ERRORS},
@@ -247,7 +299,7 @@ class OrdersView(PartnerView):
                 raise ApiError(404, "not_found", "You have no order with that reference.")
             return Response(services.partner_order_wire(order))
         wire_filter = params.get("status")
-        if wire_filter and wire_filter not in ("pending", "processing", "completed", "failed"):
+        if wire_filter is not None and wire_filter not in ("pending", "processing", "completed", "failed"):
             raise ApiError(400, "invalid_request",
                            "status must be pending, processing, completed or failed.")
         page, next_id = selectors.partner_orders_page(
@@ -260,7 +312,7 @@ class OrdersView(PartnerView):
 
 
 class OrderView(PartnerView):
-    @extend_schema(operation_id="order_get",
+    @extend_schema(operation_id="order_get", parameters=RESPONSE_HEADERS,
                    responses={200: s.OrderSerializer,
                               404: OpenApiResponse(s.ErrorSerializer, description="not_found"),
                               **ERRORS},
@@ -273,7 +325,8 @@ class OrderView(PartnerView):
 
 
 class BalanceView(PartnerView):
-    @extend_schema(operation_id="balance_get", responses={200: s.BalanceSerializer, **ERRORS},
+    @extend_schema(operation_id="balance_get", parameters=RESPONSE_HEADERS,
+                   responses={200: s.BalanceSerializer, **ERRORS},
                    summary="Your prepaid balance (the sandbox one for a test key)")
     def get(self, request: Request) -> Response:
         partner = selectors.partner_fresh(self.key.partner)
@@ -285,8 +338,7 @@ class BalanceView(PartnerView):
 class LedgerView(PartnerView):
     @extend_schema(
         operation_id="ledger_list",
-        parameters=[OpenApiParameter("limit", int, description="1 to 100, default 50."),
-                    OpenApiParameter("cursor", str, description="next_cursor of the previous page.")],
+        parameters=[LIMIT, CURSOR, *RESPONSE_HEADERS],
         responses={200: s.LedgerSerializer, **ERRORS},
         summary="Every move of your balance, newest first")
     def get(self, request: Request) -> Response:
@@ -295,6 +347,19 @@ class LedgerView(PartnerView):
             limit=_limit(request.query_params.get("limit")))
         return Response({"entries": entries,
                          "next_cursor": cursor_encode(next_id) if next_id else None})
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema: no key needed, so limited per client address (it is built afresh
+    on every request)."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # After content negotiation, so a refusal comes in the format asked for (?format=json).
+        super().initial(request, *args, **kwargs)
+        wait = rate_limit_wait(request, None)
+        if wait is not None:
+            raise ApiError(429, "rate_limited", "Too many requests from your address.",
+                           retry_after=wait)
 
 
 def not_found_view(request: Any, *args: Any, **kwargs: Any) -> Any:
