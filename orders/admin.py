@@ -534,7 +534,9 @@ class OrderAdmin(OrderExportMixin, admin.ModelAdmin):
         if confirmed and form.is_valid():
             _run(self, request, queryset, action, form)
             return None  # back to the list
-        orders = list(queryset.select_related(None).only("pk", "reference", "status"))
+        # What applies_to reads: a deferred field would cost a query per selected order.
+        orders = list(queryset.select_related(None)
+                      .only("pk", "reference", "status", "payment_method"))
         applies = [order for order in orders if action.applies_to(order)]
         context = {
             **self.admin_site.each_context(request),
