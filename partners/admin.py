@@ -102,6 +102,14 @@ class ApiKeyForm(forms.ModelForm):
             raise forms.ValidationError(str(error)) from None
         return rate_limit
 
+    def clean_webhook_url(self) -> str:
+        url = self.cleaned_data["webhook_url"].strip()
+        refusal = webhooks.webhook_target_refusal(url) if url else ""
+        if refusal:
+            raise forms.ValidationError(
+                gettext("Webhooks go to public addresses only: %(why)s.") % {"why": refusal})
+        return url
+
     def clean_allowed_ips(self) -> str:
         entries = [line.strip() for line in
                    self.cleaned_data["allowed_ips"].replace(",", "\n").splitlines()]

@@ -11,12 +11,15 @@ event id (X-Reseller-Event-Id, also in the body) is the same on every retry, for
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import hmac
 import json
 import logging
+import socket
 import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -86,6 +89,33 @@ def delivery_enqueue(delivery_id: int) -> None:
                task_name=f"webhook-{delivery_id}")
 
 
+def webhook_target_refusal(url: str) -> str:
+    """Why a webhook may not be POSTed to this URL, or "" when it may.
+
+    Unless PARTNER_WEBHOOK_ALLOW_PRIVATE, every address the host resolves to must be a public
+    one: no loopback, private, link-local, reserved or multicast address, so that a webhook
+    cannot reach the shop's own network. Checked when the URL is set and again before each
+    POST (a name can be re-pointed; redirects are never followed).
+    """
+    if settings.PARTNER_WEBHOOK_ALLOW_PRIVATE:
+        return ""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        return f"{url!r} is not an http(s) URL"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as error:
+        return f"{host} does not resolve ({error})"
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        if not (mapped or address).is_global:
+            return f"{host} resolves to {address}, which is not a public address"
+    return ""
+
+
 def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(_BACKOFF_FIRST * 2 ** max(attempts - 1, 0), _BACKOFF_CAP))
 
@@ -122,16 +152,19 @@ def webhook_deliver(*, delivery_id: int, session: requests.Session | None = None
                                            timestamp=timestamp),
     }
     status_code: int | None = None
-    error = ""
-    try:
-        response = (session or requests).post(  # nosec B113: timeout below
-            delivery.url, data=body, headers=headers, timeout=settings.PARTNER_WEBHOOK_TIMEOUT,
-            allow_redirects=False)
-        status_code = response.status_code
-        if not 200 <= status_code < 300:
-            error = f"HTTP {status_code}"
-    except requests.RequestException as exc:
-        error = f"{type(exc).__name__}: {exc}"
+    error = webhook_target_refusal(delivery.url)
+    if error:
+        error = f"Not sent: {error}"
+    else:
+        try:
+            response = (session or requests).post(  # nosec B113: timeout below
+                delivery.url, data=body, headers=headers,
+                timeout=settings.PARTNER_WEBHOOK_TIMEOUT, allow_redirects=False)
+            status_code = response.status_code
+            if not 200 <= status_code < 300:
+                error = f"HTTP {status_code}"
+        except requests.RequestException as exc:
+            error = f"{type(exc).__name__}: {exc}"
     attempts = delivery.attempts + 1
     finished = timezone.now()
     values: dict[str, Any] = {"attempts": attempts, "last_attempt_at": finished,

@@ -559,6 +559,10 @@ PARTNER_IDEMPOTENCY_HOURS = env.int("PARTNER_IDEMPOTENCY_HOURS", default=48)
 PARTNER_WEBHOOK_MAX_ATTEMPTS = env.int("PARTNER_WEBHOOK_MAX_ATTEMPTS", default=10)
 PARTNER_WEBHOOK_TIMEOUT = env.float("PARTNER_WEBHOOK_TIMEOUT", default=5.0)
 PARTNER_WEBHOOK_TOLERANCE_SECONDS = env.int("PARTNER_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Webhook URLs that resolve to loopback, private, link-local or other non-public addresses are
+# refused in production (a webhook must not become a way into our own network); the demo and
+# the tests post to 127.0.0.1.
+PARTNER_WEBHOOK_ALLOW_PRIVATE = env.bool("PARTNER_WEBHOOK_ALLOW_PRIVATE", default=not PRODUCTION)
 # Tasks run on order status changes, per channel (as ORDER_NOTICE_TASKS): API orders tell
 # their partner's webhook.
 ORDER_STATUS_TASKS = {"api": "partners.tasks.order_status_changed"}

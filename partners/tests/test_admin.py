@@ -203,6 +203,15 @@ def test_a_key_with_bad_settings_is_refused(member, partner, field, value):
     assert not ApiKey.objects.exists()
 
 
+def test_a_webhook_url_into_our_own_network_is_refused_in_production(member, partner, settings):
+    settings.PARTNER_WEBHOOK_ALLOW_PRIVATE = False
+    client = member("Managers")
+    response = client.post(reverse("admin:partners_apikey_add"), api_key_form(
+        partner, webhook_url="http://10.0.0.5/hooks"))
+    assert response.status_code == 200 and "public addresses only" in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
 def test_editing_a_key_never_un_revokes_it(member, live_api):
     client = member("Managers")
     url = reverse("admin:partners_apikey_change", args=[live_api.key.pk])

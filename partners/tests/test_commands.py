@@ -82,3 +82,11 @@ def test_revoke_makes_the_key_fail_with_401(partner):
 def test_revoking_an_unknown_prefix_is_an_error(db):
     with pytest.raises(CommandError, match="No key"):
         apikey("revoke", "rsk_live_00000000")
+
+
+def test_a_webhook_url_into_our_own_network_is_refused_in_production(db, settings):
+    settings.PARTNER_WEBHOOK_ALLOW_PRIVATE = False
+    with pytest.raises(CommandError, match="public addresses only"):
+        call_command("apikey", "create", "--partner", "Nosy", "--test",
+                     "--webhook-url", "http://169.254.169.254/latest/meta-data/")
+    assert not ApiKey.objects.filter(partner__name="Nosy").exists()

@@ -391,3 +391,46 @@ def test_redeliver_leaves_pending_deliveries_and_revoked_keys_alone(
     assert pending.attempts == 4
     assert given_up.status == WebhookDelivery.Status.FAILED
     assert enqueued == []
+
+
+# --- Where webhooks may go --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:9000/hook", "http://localhost/hook", "https://10.1.2.3/hook",
+    "http://192.168.0.10/hook", "http://169.254.169.254/latest/meta-data/",
+    "http://[::1]/hook", "http://[::ffff:127.0.0.1]/hook", "http://0.0.0.0/hook",
+    "ftp://example.com/hook", "http:///hook",
+])
+def test_non_public_webhook_targets_are_refused_in_production(settings, url):
+    settings.PARTNER_WEBHOOK_ALLOW_PRIVATE = False
+    assert webhooks.webhook_target_refusal(url)
+
+
+def test_public_targets_and_the_demo_s_loopback_are_allowed(settings, monkeypatch):
+    settings.PARTNER_WEBHOOK_ALLOW_PRIVATE = False
+    # No DNS in tests: the partner's name resolves to a public address.
+    monkeypatch.setattr(webhooks.socket, "getaddrinfo",
+                        lambda host, port, **kw: [(2, 1, 6, "", ("93.184.215.14", port))])
+    assert webhooks.webhook_target_refusal("https://hooks.partner.example/stars") == ""
+    settings.PARTNER_WEBHOOK_ALLOW_PRIVATE = True
+    assert webhooks.webhook_target_refusal("http://127.0.0.1:9000/hook") == ""
+
+
+def test_a_name_re_pointed_at_a_private_address_is_not_posted(settings, monkeypatch, hook_key):
+    """Checked again before each POST: the name may resolve elsewhere than when it was set."""
+    settings.PARTNER_WEBHOOK_ALLOW_PRIVATE = False
+    monkeypatch.setattr(webhooks.socket, "getaddrinfo",
+                        lambda host, port, **kw: [(2, 1, 6, "", ("10.0.0.7", port))])
+    posted: list[str] = []
+
+    class Session:
+        def post(self, url, **kwargs):
+            posted.append(url)
+            raise AssertionError("must not be posted")
+
+    delivery = delivery_for(hook_key, "https://hooks.partner.example/stars")
+    result = webhooks.webhook_deliver(delivery_id=delivery.pk, session=Session())
+    assert posted == []
+    assert result.status == WebhookDelivery.Status.PENDING and result.attempts == 1
+    assert "not a public address" in result.last_error and result.last_status_code is None

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from partners.models import ApiKey, Partner
+from partners.webhooks import webhook_target_refusal
 from partners.services import api_key_create, api_key_revoke, partner_create
 
 
@@ -28,6 +29,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
         if action == "create":
+            refusal = (webhook_target_refusal(options["webhook_url"])
+                       if options["webhook_url"] else "")
+            if refusal:
+                raise CommandError(f"Webhooks go to public addresses only: {refusal}.")
             partner = Partner.objects.filter(name=options["partner"]).first()
             if partner is None:
                 partner = partner_create(name=options["partner"], actor="manage.py apikey")
