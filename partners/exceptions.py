@@ -6,12 +6,10 @@ class PartnerError(Exception):
 
     code = "invalid_request"
     http_status = 400
-    retryable = False
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.retry_after = retry_after
 
 
 class InsufficientPartnerBalance(PartnerError):

@@ -12,7 +12,7 @@ from partners.models import ApiKey, LedgerEntry, Partner
 from partners.services import partner_quote
 from shop.exceptions import CatalogError
 from shop.models import Product
-from shop.pricing import package_list
+from shop.pricing import package_list, supplier_current
 
 
 def product_for(platform: str) -> Product | None:
@@ -25,12 +25,17 @@ def partner_fresh(partner: Partner) -> Partner:
 
 def products_for_partner(*, partner: Partner) -> list[dict[str, Any]]:
     """Each product on sale with its packages at the partner's price (margin guard applied)."""
+    try:
+        supplier = supplier_current()
+    except CatalogError:
+        supplier = None  # then every quote below raises it again and no package is listed
     products = []
     for product in Product.objects.filter(active=True).order_by("pk"):
         packages = []
         for package in package_list(product=product):
             try:
-                quote = partner_quote(partner=partner, product=product, package_id=package.pk)
+                quote = partner_quote(partner=partner, product=product, package_id=package.pk,
+                                      supplier=supplier)
             except CatalogError:
                 continue
             if quote.allowed:

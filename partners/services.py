@@ -31,7 +31,7 @@ from partners.exceptions import (
 )
 from partners.ledger import balance_adjust, balance_charge
 from partners.models import ApiKey, IdempotencyKey, LedgerEntry, Partner, PartnerOrder
-from shop.models import Package, Product
+from shop.models import Package, Product, Supplier
 from shop.pricing import quote_price
 from shop.selectors import Quote
 
@@ -155,9 +155,10 @@ def recipient_check(*, key: ApiKey, user_id: str) -> tuple[str, RecipientInfo]:
 
 
 def partner_quote(*, partner: Partner, product: Product, package_id: int | None = None,
-                  stars: int | None = None) -> Quote:
+                  stars: int | None = None, supplier: Supplier | None = None) -> Quote:
     """The partner's price for a package, or for `stars` (a package of exactly that many Stars
-    when one is on sale, else a custom amount), through the one pricing service."""
+    when one is on sale, else a custom amount), through the one pricing service; `supplier`
+    (default: the current one) lets a caller pricing many packages read it once."""
     if package_id is None and stars is not None:
         package = Package.objects.filter(product=product, quantity=stars, active=True).first()
         if package is not None:
@@ -165,7 +166,7 @@ def partner_quote(*, partner: Partner, product: Product, package_id: int | None 
     return quote_price(product=product, package_id=package_id,
                        quantity=None if package_id is not None else stars,
                        payment_method=PAYMENT_METHOD,
-                       partner_discount_percent=partner.discount_percent)
+                       partner_discount_percent=partner.discount_percent, supplier=supplier)
 
 
 # --- Top-ups --------------------------------------------------------------------------------
