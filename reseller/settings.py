@@ -159,7 +159,9 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-ROOT_URLCONF = "reseller.urls"
+# BENCH_URLCONF: the benchmarks under bench/ serve the shop's URLs plus their same-run
+# reference views (bench/urls.py); never set in production.
+ROOT_URLCONF = env("BENCH_URLCONF", default="reseller.urls")
 
 TEMPLATES = [
     {

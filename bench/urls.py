@@ -1,0 +1,10 @@
+"""The shop's URLs plus the benchmarks' reference views, under /_bench/ (BENCH_URLCONF only)."""
+
+from django.urls import include, path
+
+from bench import reference
+
+urlpatterns = [
+    path("_bench/", include(reference.urlpatterns)),
+    path("", include("reseller.urls")),
+]
