@@ -136,7 +136,7 @@ def _exactly_once(supplier: str, rows: list[dict]) -> dict:
             problems.append(f"order {row['pk']}: {len(found)} supplier orders")
         if found and any(int(o["stars"]) != row["stars"] for o in found):
             problems.append(f"order {row['pk']}: Stars differ")
-    return {"supplier_orders": len(orders), "problems": problems}
+    return {"supplier_orders": len(orders), "problems": problems, "problems_count": len(problems)}
 
 
 def main() -> None:
