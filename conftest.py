@@ -13,6 +13,9 @@ def _lease_heartbeat_off(settings):
     subprocesses with the heartbeat on; orders/tests/test_leases.py turns it on for its own.
     """
     settings.FULFILMENT_LEASE_HEARTBEAT = False
+    # Nor fulfilment threads: a fulfilment task run in-process (Q_SYNC) drives its one order
+    # in the test's thread. The cluster tests run FULFILMENT_CONCURRENCY's default.
+    settings.FULFILMENT_CONCURRENCY = 1
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,8 @@ Run it as its own process, as the real supplier would be::
 
     python -m fakes.supplier --host 127.0.0.1 --port 8001 \\
         --db var/sandbox_supplier.sqlite3 --api-key sandbox-key \\
-        [--hang-seconds 20] [--slow-seconds 3] [--balance 10000] [--cost-per-star 0.0165]
+        [--hang-seconds 20] [--slow-seconds 3] [--balance 10000] [--cost-per-star 0.0165] \\
+        [--latency-seconds 1] [--rate-limit 50]
 
 or in a thread with ``start_sandbox_supplier(SupplierConfig(...), port=0)``.
 Standard library only, no Django, so nothing of the shop leaks into the "supplier".
@@ -27,6 +28,8 @@ Wire API (JSON, ``Authorization: Bearer <key>`` on everything outside ``/_sandbo
 
 Control endpoints (no auth): ``POST /_sandbox/balance {"balance": "100.00"}``,
 ``GET /_sandbox/orders``, ``GET /_sandbox/calls?reference=KEY``,
+``GET /_sandbox/traffic`` (API requests so far, in flight now and at most, refused by
+``--rate-limit``, most accepted in one second),
 ``POST /_sandbox/orders {"reference", "user_id", "stars", "status", ["created_at", "cost",
 "username"]}`` (records an order as it stands in the supplier's books, charging nothing: for
 seeding the reconciliation's mismatches),
@@ -203,6 +206,12 @@ class SupplierConfig:
     slow_seconds: float = 3.0
     balance: Decimal = Decimal("10000")
     cost_per_star: Decimal = Decimal("0.0165")
+    # Every API answer (not /_sandbox/) leaves this long after the request was processed, as a
+    # distant supplier's would: for measuring how many calls the shop keeps in flight.
+    latency_seconds: float = 0.0
+    # API requests accepted per second (a sliding second, all endpoints); past it the answer is
+    # 429 rate_limited with Retry-After and nothing is done. 0: no limit.
+    rate_limit: float = 0.0
     # Volume prices: (from this many Stars, this cost per Star), as the demo catalogue records
     # them (shop/demo.py), so what the fake charges is what the shop expects to pay.
     volume_costs: tuple[tuple[int, Decimal], ...] = (
@@ -863,16 +872,31 @@ class SupplierRequestHandler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        control = url.path.startswith("/_sandbox/")
+        traffic = self.server.traffic
+        if not control:
+            traffic.enter()
+        try:
+            self._dispatch_request(url.path, query, control)
+        finally:
+            if not control:
+                traffic.leave()
+
+    def _dispatch_request(self, path: str, query: dict[str, list[str]], control: bool) -> None:
+        config = self.server.config
         try:
             body = self._read_body()
-            if url.path.startswith("/_sandbox/"):
-                reply = self._control(url.path, query, body)
+            if control:
+                reply = self._control(path, query, body)
             else:
                 self._check_auth()
-                reply = self._api(url.path, query, body)
+                self.server.traffic.admit(config.rate_limit)
+                reply = self._api(path, query, body)
         except ApiError as error:
             headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
             reply = Reply(error.status, error.body(), headers=headers)
+        if not control and config.latency_seconds:
+            reply.delay += config.latency_seconds
         if reply.delay:
             # Sleep outside the state lock so other requests go on; wake early on shutdown.
             if self.server.stopping.wait(reply.delay):
@@ -958,6 +982,7 @@ class SupplierRequestHandler(BaseHTTPRequestHandler):
             "/_sandbox/rename": ("POST",),
             "/_sandbox/reset": ("POST",),
             "/_sandbox/fault": ("POST",),
+            "/_sandbox/traffic": ("GET",),
         }
         if path not in routes:
             raise ApiError(404, "not_found", f"No control endpoint {path}.")
@@ -985,7 +1010,10 @@ class SupplierRequestHandler(BaseHTTPRequestHandler):
             if not isinstance(user_id, str) or not USER_ID_RE.match(user_id):
                 raise ApiError(400, "invalid_request", "user_id must be 1-20 digits.")
             return Reply(200, state.rename(username, user_id))
+        if path == "/_sandbox/traffic":
+            return Reply(200, self.server.traffic.snapshot())
         if path == "/_sandbox/reset":
+            self.server.traffic.reset()
             state.reset()
             return Reply(200, {"reset": True})
         payload = _parse_json_object(body)
@@ -1042,12 +1070,57 @@ class SupplierRequestHandler(BaseHTTPRequestHandler):
             pass
 
 
+class Traffic:
+    """API requests as they come: in flight now and at most, accepted per sliding second."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.in_flight = 0
+            self.max_in_flight = 0
+            self.requests = 0
+            self.rate_limited = 0
+            self.max_per_second = 0
+            self._accepted: list[float] = []
+
+    def enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.requests += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def admit(self, per_second: float) -> None:
+        """Count one request in the sliding second; refuse it with 429 past `per_second`."""
+        now = time.monotonic()
+        with self._lock:
+            self._accepted = [at for at in self._accepted if at > now - 1.0]
+            if per_second and len(self._accepted) >= per_second:
+                self.rate_limited += 1
+                raise ApiError(429, "rate_limited", "Too many requests.", retry_after=1)
+            self._accepted.append(now)
+            self.max_per_second = max(self.max_per_second, len(self._accepted))
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"requests": self.requests, "in_flight": self.in_flight,
+                    "max_in_flight": self.max_in_flight, "rate_limited": self.rate_limited,
+                    "max_per_second": self.max_per_second}
+
+
 class SandboxSupplierServer(FakeHTTPServer):
     """A threaded HTTP server carrying the sandbox state and a stop signal for sleepers."""
 
     def __init__(self, address: tuple[str, int], config: SupplierConfig) -> None:
         self.config = config
         self.state = SandboxState(config)
+        self.traffic = Traffic()
         self.stopping = threading.Event()
         super().__init__(address, SupplierRequestHandler)
 
@@ -1082,6 +1155,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slow-seconds", type=float, default=3.0)
     parser.add_argument("--balance", type=Decimal, default=Decimal("10000"))
     parser.add_argument("--cost-per-star", type=Decimal, default=Decimal("0.0165"))
+    parser.add_argument("--latency-seconds", type=float, default=0.0,
+                        help="delay every API answer by this long (a distant supplier)")
+    parser.add_argument("--rate-limit", type=float, default=0.0,
+                        help="API requests per second before 429 rate_limited (0: none)")
     args = parser.parse_args(argv)
     config = SupplierConfig(
         db_path=args.db,
@@ -1090,6 +1167,8 @@ def main(argv: list[str] | None = None) -> None:
         slow_seconds=args.slow_seconds,
         balance=args.balance,
         cost_per_star=args.cost_per_star,
+        latency_seconds=args.latency_seconds,
+        rate_limit=args.rate_limit,
     )
     server = SandboxSupplierServer((args.host, args.port), config)
     sys.stderr.write(f"sandbox supplier listening on {server.url} (db {args.db})\n")

@@ -74,11 +74,13 @@ def order_lease_dispatch(*, order_id: int, now: datetime) -> bool:
 
 
 class LeaseKeeper:
-    """Renews one lease from a background thread for as long as its holder makes progress.
+    """Keeps one lease renewed for as long as its holder makes progress.
 
     The holder says, before each step that may block (a supplier call, a sleep), how long the
-    step may take (`expect`). Past that, the keeper stops renewing: a worker stuck in a call or
-    stopped by the OS loses the order within one lease, instead of holding it for ever.
+    step may take (`expect`). Past that, the lease is no longer renewed: a worker stuck in a
+    call or stopped by the OS loses the order within one lease, instead of holding it for ever.
+    One thread per process renews every started keeper (`_Renewer`), in one UPDATE per tick,
+    however many orders the process drives at once.
     """
 
     # Added to every expected step: scheduling, a slow database write.
@@ -89,38 +91,86 @@ class LeaseKeeper:
         self.owner = owner
         self.lost = False
         self._progress_deadline = time.monotonic() + lease_seconds()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def expect(self, seconds: float) -> None:
         """The holder's promise: it checks in again within `seconds` (plus a margin)."""
         self._progress_deadline = time.monotonic() + max(seconds, 0) + self.MARGIN_SECONDS
 
+    def stalled(self) -> bool:
+        return time.monotonic() > self._progress_deadline
+
     def start(self) -> None:
-        if not settings.FULFILMENT_LEASE_HEARTBEAT:
-            return
-        self._thread = threading.Thread(target=self._run, name=f"lease-{self.order_id}",
-                                        daemon=True)
-        self._thread.start()
+        if settings.FULFILMENT_LEASE_HEARTBEAT:
+            _renewer.add(self)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=lease_seconds())
+        _renewer.discard(self)
+
+
+class _Renewer:
+    """The process's lease-renewing thread: started with the first keeper, ends with the last."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keepers: set[LeaseKeeper] = set()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+
+    def add(self, keeper: LeaseKeeper) -> None:
+        with self._lock:
+            self._keepers.add(keeper)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lease-renewer",
+                                                daemon=True)
+                self._thread.start()
+
+    def discard(self, keeper: LeaseKeeper) -> None:
+        with self._lock:
+            self._keepers.discard(keeper)
 
     def _run(self) -> None:
-        every = max(lease_seconds() / 3, 0.2)
         try:
-            while not self._stop.wait(every):
-                if time.monotonic() > self._progress_deadline:
-                    logger.warning("lease %s on order %s: the worker is stalled; letting the "
-                                   "lease lapse so another worker takes over",
-                                   self.owner, self.order_id)
-                    return
-                if not order_lease_renew(order_id=self.order_id, owner=self.owner):
-                    self.lost = True
-                    logger.warning("lease %s on order %s was lost", self.owner, self.order_id)
-                    return
+            while True:
+                with self._lock:
+                    self._wake.wait(max(lease_seconds() / 3, 0.2))
+                    keepers = list(self._keepers)
+                    if not keepers:
+                        self._thread = None
+                        return
+                try:
+                    self._renew(keepers)
+                except Exception:
+                    # A database hiccup: the next tick tries again; leases outlive a tick.
+                    logger.exception("lease renewal failed")
+                    connections.close_all()
         finally:
             # This thread's own database connection; Django opens one per thread.
             connections.close_all()
+
+    def _renew(self, keepers: list[LeaseKeeper]) -> None:
+        live = []
+        for keeper in keepers:
+            if keeper.stalled():
+                logger.warning("lease %s on order %s: the worker is stalled; letting the "
+                               "lease lapse so another worker takes over",
+                               keeper.owner, keeper.order_id)
+                self.discard(keeper)
+            else:
+                live.append(keeper)
+        if not live:
+            return
+        held = Q(pk__in=[])
+        for keeper in live:
+            held |= Q(pk=keeper.order_id, lease_owner=keeper.owner)
+        until = timezone.now() + timedelta(seconds=lease_seconds())
+        if Order.objects.filter(held).update(lease_until=until) == len(live):
+            return
+        still = set(Order.objects.filter(held).values_list("pk", "lease_owner"))
+        for keeper in live:
+            if (keeper.order_id, keeper.owner) not in still:
+                keeper.lost = True
+                logger.warning("lease %s on order %s was lost", keeper.owner, keeper.order_id)
+                self.discard(keeper)
+
+
+_renewer = _Renewer()

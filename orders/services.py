@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -17,7 +18,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -41,6 +43,7 @@ from orders.exceptions import (
     SupplierUnavailable,
 )
 from orders.leases import (
+    DISPATCHED,
     LeaseKeeper,
     lease_free,
     lease_owner_new,
@@ -62,7 +65,7 @@ from orders.models import (
 from orders.models import OrderStatus as S
 from orders.payments import payment_methods_for, payment_provider_get
 from orders.recipients import recipient_parse
-from orders.suppliers import get_supplier_client
+from orders.suppliers import get_supplier_client, throttle
 from orders.suppliers.base import (
     RecipientInfo,
     SupplierBalance,
@@ -420,11 +423,14 @@ class _Step:
 
 
 class _WatchedClient:
-    """The supplier client, telling the lease keeper before each call how long it may take."""
+    """The supplier client, paced and watched: before each call it takes a slot of the
+    supplier's rate (orders.suppliers.throttle) and tells the lease keeper how long the call
+    may take; a 429's Retry-After pauses every caller of that supplier."""
 
-    def __init__(self, client: Any, keeper: LeaseKeeper) -> None:
+    def __init__(self, client: Any, keeper: LeaseKeeper, supplier_code: str) -> None:
         self._client = client
         self._keeper = keeper
+        self._supplier_code = supplier_code
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -432,14 +438,22 @@ class _WatchedClient:
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            # Waiting for a slot is progress too: the keeper may not let the lease lapse.
+            self._keeper.expect(throttle.MAX_PAUSE_SECONDS)
+            throttle.supplier_slot_wait(self._supplier_code)
             # A requests timeout bounds each socket wait, so allow connect and read.
             self._keeper.expect(2 * float(settings.SUPPLIER_TIMEOUT))
-            return attribute(*args, **kwargs)
+            try:
+                return attribute(*args, **kwargs)
+            except RateLimited as exc:
+                throttle.supplier_pause(self._supplier_code, exc.retry_after)
+                raise
 
         return call
 
 
-def order_fulfil(*, order_id: int, actor: str = "worker", budget_seconds: float | None = None) -> Order:
+def order_fulfil(*, order_id: int, actor: str = "worker", budget_seconds: float | None = None,
+                 owner: str | None = None) -> Order:
     """Drive a paid order towards delivery for up to budget_seconds; safe to run any number of times.
 
     The worker first takes the order's lease (orders.leases) and keeps it renewed while it
@@ -447,10 +461,10 @@ def order_fulfil(*, order_id: int, actor: str = "worker", budget_seconds: float 
     order's status asks (submit, resolve an unknown outcome by lookup, poll); between passes it
     sleeps until the order's next_action_at. It returns when the order needs nobody (final, on
     hold, review) or its next action lies beyond the budget, which the recovery sweep then
-    picks up.
+    picks up. `owner`: a lease this caller already holds (orders_claim_due).
     """
     budget = settings.FULFILMENT_POLL_BUDGET_SECONDS if budget_seconds is None else budget_seconds
-    owner = lease_owner_new()
+    owner = owner or lease_owner_new()
     if not order_lease_acquire(order_id=order_id, owner=owner):
         return Order.objects.get(pk=order_id)  # a live worker is on it
     keeper = LeaseKeeper(order_id=order_id, owner=owner)
@@ -471,13 +485,94 @@ def order_fulfil(*, order_id: int, actor: str = "worker", budget_seconds: float 
     return order
 
 
+def orders_claim_due(*, limit: int, now=None) -> list[tuple[int, str]]:
+    """Take the leases of up to `limit` due in-flight orders nobody holds; (order id, owner)s.
+
+    On PostgreSQL the candidates are locked with SKIP LOCKED, so clusters claiming at the same
+    moment each get different orders without waiting on each other; on SQLite (one writer at a
+    time) each lease is a conditional UPDATE that only one claimer can win.
+    """
+    if limit <= 0:
+        return []
+    now = now or _now()
+    due = (Order.objects.filter(lease_free(now) | Q(lease_owner=DISPATCHED),
+                                status__in=IN_FLIGHT_STATUSES, next_action_at__lte=now)
+           .order_by("next_action_at"))
+    claimed: list[tuple[int, str]] = []
+    if connection.features.has_select_for_update_skip_locked:
+        with transaction.atomic():
+            ids = list(due.select_for_update(skip_locked=True, of=("self",))
+                       .values_list("pk", flat=True)[:limit])
+            for order_id in ids:
+                owner = lease_owner_new()
+                Order.objects.filter(pk=order_id).update(
+                    lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds()))
+                claimed.append((order_id, owner))
+        return claimed
+    for order_id in due.values_list("pk", flat=True)[:limit]:
+        owner = lease_owner_new()
+        if order_lease_acquire(order_id=order_id, owner=owner):
+            claimed.append((order_id, owner))
+    return claimed
+
+
+def fulfil_concurrently(*, order_id: int, actor: str = "worker") -> Order:
+    """Drive `order_id` and, meanwhile, other due orders: many supplier calls in flight at once.
+
+    The fulfilment task's entry point. Up to FULFILMENT_CONCURRENCY orders run at once, each in
+    its own thread under its own lease (order_fulfil, unchanged: exactly-once rests on its
+    leases and compare-and-set moves, whichever thread runs it). For FULFILMENT_CLAIM_SECONDS
+    this worker claims due orders into every free slot (orders_claim_due), then lets the ones
+    it holds finish. A worker that waits for the supplier thus waits for many orders at once,
+    paced by the supplier's rate (orders.suppliers.throttle). With FULFILMENT_CONCURRENCY 1
+    it is order_fulfil.
+    """
+    slots = int(settings.FULFILMENT_CONCURRENCY)
+    if slots <= 1:
+        return order_fulfil(order_id=order_id, actor=actor)
+    claim_until = time.monotonic() + float(settings.FULFILMENT_CLAIM_SECONDS)
+    with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="fulfil") as pool:
+        # Its own order's lease first, before a claim below could take it for another thread.
+        owner = lease_owner_new()
+        first = (pool.submit(_fulfil_in_thread, order_id, owner, actor)
+                 if order_lease_acquire(order_id=order_id, owner=owner) else None)
+        running = {first} if first is not None else set()
+        if first is None and time.monotonic() < claim_until:
+            running |= {pool.submit(_fulfil_in_thread, claimed_id, claimed_owner, actor)
+                        for claimed_id, claimed_owner in orders_claim_due(limit=slots)}
+        while running:
+            free = slots - len(running)
+            if free > 0 and time.monotonic() < claim_until:
+                for claimed_id, owner in orders_claim_due(limit=free):
+                    running.add(pool.submit(_fulfil_in_thread, claimed_id, owner, actor))
+            if time.monotonic() < claim_until:
+                done, running = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            else:
+                done, running = wait(running)
+            for future in done:
+                if future is not first and future.exception() is not None:
+                    logger.error("fulfilment of a claimed order failed",
+                                 exc_info=future.exception())
+    if first is None:
+        return Order.objects.get(pk=order_id)  # a live worker is on it
+    return first.result()
+
+
+def _fulfil_in_thread(order_id: int, owner: str | None, actor: str) -> Order:
+    try:
+        return order_fulfil(order_id=order_id, actor=actor, owner=owner)
+    finally:
+        connections.close_all()  # this thread's own connection
+
+
 def _fulfil_leased(*, order_id: int, actor: str, budget: float, owner: str,
                    keeper: LeaseKeeper) -> Order | None:
     """The passes of order_fulfil under a held lease; the order as they left it, or None."""
     deadline = time.monotonic() + budget
     order = Order.objects.get(pk=order_id)
     step = _Step(order=order, actor=actor,
-                 client=_WatchedClient(get_supplier_client(order.supplier_code), keeper))
+                 client=_WatchedClient(get_supplier_client(order.supplier_code), keeper,
+                                       order.supplier_code))
     while True:
         keeper.expect(lease_seconds())
         _fulfil_pass(step)

@@ -6,8 +6,8 @@ from reseller.logging import order_task
 
 @order_task
 def fulfil_order(order_id: int) -> str:
-    """Drive one paid order towards delivery."""
-    return services.order_fulfil(order_id=order_id).status
+    """Drive one paid order towards delivery, and other due orders alongside it."""
+    return services.fulfil_concurrently(order_id=order_id).status
 
 
 @order_task

@@ -322,6 +322,12 @@ SUPPLIER_CODE = env("SUPPLIER_CODE", default="sandbox")
 SUPPLIER_BASE_URL = env("SUPPLIER_BASE_URL", default="http://127.0.0.1:8001")
 SUPPLIER_API_KEY = env("SUPPLIER_API_KEY", default="sandbox-key")
 SUPPLIER_TIMEOUT = env.float("SUPPLIER_TIMEOUT", default=10.0)
+# Requests per second the supplier allows us, counted across every process in the shared cache
+# (orders/suppliers/throttle.py); a 429's Retry-After pauses every caller. 0: no limit.
+SUPPLIER_RATE_PER_SECOND = env.float("SUPPLIER_RATE_PER_SECOND", default=20.0)
+# Per supplier code, for more than one supplier: SUPPLIER_RATE_LIMITS=sandbox=20,other=5.
+SUPPLIER_RATE_LIMITS = {code: float(rate) for code, rate in
+                        env.dict("SUPPLIER_RATE_LIMITS", default={}).items()}
 # How long an order held for the supplier's balance or credentials waits before the sweeper
 # tries it again; a balance reading that covers it resumes it sooner (stock.services).
 SUPPLIER_HOLD_RECHECK_SECONDS = env.int("SUPPLIER_HOLD_RECHECK_SECONDS", default=300)
@@ -384,6 +390,12 @@ RECOVERY_TICK_SECONDS = env.float("RECOVERY_TICK_SECONDS", default=1.0)
 # How long one fulfilment task polls the supplier before handing over to the recovery loop;
 # short, so a stopping cluster waits for little (it lets running tasks finish).
 FULFILMENT_POLL_BUDGET_SECONDS = env.float("FULFILMENT_POLL_BUDGET_SECONDS", default=10)
+# Orders one cluster worker drives at once: its fulfilment task also claims other due orders
+# (up to this many, each in its own thread) for FULFILMENT_CLAIM_SECONDS, so supplier calls
+# overlap instead of queueing behind each other. Each holds a database connection while it
+# runs: PostgreSQL needs clusters × Q_WORKERS × (this + 2) connections for fulfilment.
+FULFILMENT_CONCURRENCY = env.int("FULFILMENT_CONCURRENCY", default=24)
+FULFILMENT_CLAIM_SECONDS = env.float("FULFILMENT_CLAIM_SECONDS", default=5.0)
 FULFILMENT_POLL_FIRST_DELAY = env.float("FULFILMENT_POLL_FIRST_DELAY", default=0.5)
 # The longest an in-flight order waits for its next look (a poll, a lookup): so an order whose
 # worker died is due again within seconds of the cluster's restart, whatever it was waiting for.

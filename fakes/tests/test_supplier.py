@@ -730,3 +730,52 @@ def test_the_fake_charges_what_the_demo_catalogue_records() -> None:
     quantities = [package.quantity for package in product.packages.all()]
     for stars in quantities + [999, 1000, 2499, 2500, 4999, 5000, 10_000]:
         assert config.cost_of(stars) == supplier_cost(supplier=supplier, quantity=stars), stars
+
+
+# --- latency, rate limit and traffic (bench/flash_sale.py) --------------------------------
+
+
+def _supplier(tmp_path: Path, **options: Any) -> SandboxSupplier:
+    config = SupplierConfig(db_path=str(tmp_path / "paced.sqlite3"), api_key="sandbox-key",
+                            **options)
+    return SandboxSupplier(start_sandbox_supplier(config, port=0))
+
+
+def test_latency_delays_api_answers_but_not_control_ones_and_counts_in_flight(tmp_path: Path) -> None:
+    sandbox = _supplier(tmp_path, latency_seconds=0.4)
+    try:
+        api = Api(sandbox)
+        started = time.monotonic()
+        threads = [threading.Thread(target=api.validate, args=(str(7_000_000 + n),))
+                   for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert 0.4 <= time.monotonic() - started < 1.5  # answered side by side
+        started = time.monotonic()
+        traffic = requests.get(f"{sandbox.url}/_sandbox/traffic", timeout=TIMEOUT).json()
+        assert time.monotonic() - started < 0.3
+        assert traffic["requests"] == 4 and traffic["in_flight"] == 0
+        assert traffic["max_in_flight"] >= 3
+    finally:
+        sandbox.stop()
+
+
+def test_rate_limit_refuses_past_the_rate_with_retry_after_and_changes_nothing(tmp_path: Path) -> None:
+    sandbox = _supplier(tmp_path, rate_limit=3)
+    try:
+        api = Api(sandbox)
+        answers = [api.topup(str(7_000_000 + n)) for n in range(5)]
+        assert [a.status_code for a in answers[:3]] == [201, 201, 201]
+        refused = answers[3:]
+        assert all(a.status_code == 429 and error_code(a) == "rate_limited" for a in refused)
+        assert all(a.headers["Retry-After"] == "1" for a in refused)
+        orders = requests.get(f"{sandbox.url}/_sandbox/orders", timeout=TIMEOUT).json()
+        assert len(orders) == 3
+        time.sleep(1.05)  # a new second
+        assert api.topup("7000009").status_code == 201
+        traffic = requests.get(f"{sandbox.url}/_sandbox/traffic", timeout=TIMEOUT).json()
+        assert traffic["rate_limited"] == 2 and traffic["max_per_second"] == 3
+    finally:
+        sandbox.stop()

@@ -34,10 +34,13 @@ def get_supplier_client(code: str = "") -> SupplierClient:
 
         return SandboxSupplierClient()
 
-    from orders.suppliers.http import HttpSupplierClient
+    from orders.suppliers.http import HttpSupplierClient, thread_session
 
     return HttpSupplierClient(
         base_url=settings.SUPPLIER_BASE_URL,
         api_key=settings.SUPPLIER_API_KEY,
         timeout=float(settings.SUPPLIER_TIMEOUT),
+        # Kept per thread: the TCP (and TLS) connection outlives one call, so an order's
+        # validate, place and poll reuse it.
+        session=thread_session(settings.SUPPLIER_BASE_URL),
     )

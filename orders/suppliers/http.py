@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import quote
 
@@ -53,6 +55,25 @@ _ERROR_BY_CODE: dict[str, type[SupplierError]] = {
     "not_found": SupplierNotFound,
     "invalid_request": SupplierRequestError,
 }
+
+
+_sessions = threading.local()
+
+
+def thread_session(base_url: str) -> requests.Session:
+    """This thread's HTTP session for one supplier address: its connections are reused.
+
+    requests.Session is not documented as thread-safe, so each thread has its own; requests
+    never retries by itself (no Retry configured), so a POST is sent at most once per call.
+    """
+    by_url: dict[str, requests.Session] = getattr(_sessions, "by_url", None) or {}
+    _sessions.by_url = by_url
+    session = by_url.get(base_url)
+    if session is None:
+        session = by_url[base_url] = requests.Session()
+        # Each call stands alone: nothing a supplier sets as a cookie is sent back.
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return session
 
 
 class _MalformedResponse(Exception):
