@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 # a 429 is waited out by the rate limiter.
 SEND_ATTEMPTS = 3
 SEND_RETRY_SECONDS = 1.0
+# Notices come in bulk (a flash sale's deliveries): one a second in a chat, no burst.
+NOTICE_CHAT_BURST = 1
 
 
 @order_task
@@ -70,8 +72,9 @@ def order_notify(order_id: int, status: str, resend: int | None = None) -> str:
 async def message_send(chat_id: int | str, text: str, *, what: str = "notice") -> int:
     """Send one message through the Bot API, rate limited; returns its message ID.
 
-    Connection errors are retried (SEND_ATTEMPTS, SEND_RETRY_SECONDS apart, growing); a
-    refusal (BadRequest, Forbidden) is raised at once. Buyer notices and operator alerts both
+    Connection errors are retried (SEND_ATTEMPTS, SEND_RETRY_SECONDS apart, growing); a 429 is
+    waited out by the shared rate limiter (every process pauses); a refusal (BadRequest,
+    Forbidden) is raised at once. Buyer notices and operator alerts both
     send through here.
     """
     for attempt in range(1, SEND_ATTEMPTS + 1):
@@ -79,7 +82,7 @@ async def message_send(chat_id: int | str, text: str, *, what: str = "notice") -
             token=settings.TELEGRAM_BOT_TOKEN,
             base_url=settings.TELEGRAM_API_BASE_URL,
             base_file_url=settings.TELEGRAM_API_FILE_URL,
-            rate_limiter=rate_limiter_build(),
+            rate_limiter=rate_limiter_build(chat_burst=NOTICE_CHAT_BURST),
         )
         try:
             async with bot:
