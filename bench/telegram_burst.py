@@ -176,7 +176,7 @@ def main() -> None:
     if args.telegram_rate:
         limits = FloodLimits(overall_per_second=args.telegram_rate,
                              overall_burst=max(1, int(args.telegram_rate)))
-    fake = start_fake_telegram(flood=limits)
+    fake = start_fake_telegram()  # flood control goes on for the notices only
     chats = chats_for(notices, args.busy_every)
     reference_chats = [REFERENCE_CHAT + n for n in range(notices)]
     for chat in {*chats, WARM_CHAT, *reference_chats}:

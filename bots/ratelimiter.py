@@ -17,6 +17,11 @@ Without REDIS_URL (the embedded default: SQLite, the ORM broker) the same schedu
 this process's memory, shared by every bot in the process but not with other processes: the
 database cache would cost a query per message and has no atomic read-and-update. There a 429
 is still waited out and retried, so nothing is lost, only the pause is not shared.
+
+Libraries looked at: AIORateLimiter (aiolimiter) counts in one process; pyrate-limiter and
+limits keep Redis buckets that answer "allowed or not" for one key, so a sender would poll,
+and a request could pass the chat's limit and then fail the overall one. One short script that
+reserves on both at once is less than either adapter would be.
 """
 
 from __future__ import annotations
