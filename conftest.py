@@ -30,3 +30,14 @@ def _cache_per_test(settings):
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _telegram_limits_per_test(settings):
+    """Each test its own Telegram send schedule: no chat's 1 message/s carries over between tests."""
+    import uuid
+
+    from bots.ratelimiter import memory_schedule
+
+    settings.TELEGRAM_RATE_LIMIT_KEY_PREFIX = f"tg-rate-test-{uuid.uuid4().hex[:12]}"
+    memory_schedule.clear()

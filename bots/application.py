@@ -7,18 +7,17 @@ import logging
 from django.conf import settings
 from django.utils import translation
 from telegram import Bot, BotCommand, Update
-from telegram.ext import AIORateLimiter, Application
+from telegram.ext import Application
 
 from bots.handlers import handlers_register
 from bots.messages import COMMANDS
 from bots.processor import DEFAULT_MAX_RUNNING, PerUserUpdateProcessor
+from bots.ratelimiter import CHAT_BURST, SharedRateLimiter
 from bots.services import LANGUAGES
 
 # The update types the handlers use; setWebhook and getUpdates ask Telegram for these only.
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER,
                    Update.PRE_CHECKOUT_QUERY]
-# After a 429, wait Telegram's retry_after and try again this many times before giving up.
-RATE_LIMIT_RETRIES = 3
 # Enough HTTP connections for every running handler to talk to Telegram at once.
 CONNECTION_POOL_SIZE = DEFAULT_MAX_RUNNING + 8
 
@@ -26,9 +25,15 @@ CONNECTION_POOL_SIZE = DEFAULT_MAX_RUNNING + 8
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def rate_limiter_build() -> AIORateLimiter:
-    """Telegram's limits as python-telegram-bot encodes them: 30 messages/s overall, 20/min per group."""
-    return AIORateLimiter(max_retries=RATE_LIMIT_RETRIES)
+def rate_limiter_build(*, token: str | None = None, chat_burst: int = CHAT_BURST) -> SharedRateLimiter:
+    """Telegram's limits (30 messages/s overall, 1/s per chat) counted for every process of this bot.
+
+    In Redis when REDIS_URL is set, else in this process only (bots/ratelimiter.py).
+    `chat_burst`: messages allowed back to back in one chat before 1/s applies.
+    """
+    bot_id = (token or settings.TELEGRAM_BOT_TOKEN).split(":", 1)[0]
+    return SharedRateLimiter(redis_url=settings.REDIS_URL, chat_burst=chat_burst,
+                             prefix=f"{settings.TELEGRAM_RATE_LIMIT_KEY_PREFIX}:{bot_id}")
 
 
 def application_build(*, token: str | None = None, base_url: str | None = None,
@@ -44,7 +49,7 @@ def application_build(*, token: str | None = None, base_url: str | None = None,
         .base_url(base_url or settings.TELEGRAM_API_BASE_URL)
         .base_file_url(base_file_url or settings.TELEGRAM_API_FILE_URL)
         .concurrent_updates(PerUserUpdateProcessor())
-        .rate_limiter(rate_limiter_build())
+        .rate_limiter(rate_limiter_build(token=token))
         .connection_pool_size(CONNECTION_POOL_SIZE)
     )
     if polling:

@@ -7,17 +7,16 @@ the bot, or none. A notice row per order and status makes a re-run harmless.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 
 from django.conf import settings
 from django.utils import translation
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
-from telegram.ext import ExtBot
 
 from bots import messages, services
-from bots.application import rate_limiter_build
 from bots.models import BuyerNotice
+from bots.outgoing import outgoing_bot
 from reseller.logging import order_task
 
 logger = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ def order_notify(order_id: int, status: str, resend: int | None = None) -> str:
     with translation.override(claim.language):
         text = messages.notice_text(claim.order)
     try:
-        message_id = asyncio.run(message_send(claim.chat_id, text))
+        message_id = message_send(claim.chat_id, text)
     except Forbidden as exc:
         # Blocked the bot (or deleted their account): mark them so nobody tries again.
         logger.info("order %s: buyer %s blocked the bot: %s", order_id, claim.chat_id, exc.message)
@@ -67,23 +66,17 @@ def order_notify(order_id: int, status: str, resend: int | None = None) -> str:
     return "sent"
 
 
-async def message_send(chat_id: int | str, text: str, *, what: str = "notice") -> int:
+def message_send(chat_id: int | str, text: str, *, what: str = "notice") -> int:
     """Send one message through the Bot API, rate limited; returns its message ID.
 
-    Connection errors are retried (SEND_ATTEMPTS, SEND_RETRY_SECONDS apart, growing); a
-    refusal (BadRequest, Forbidden) is raised at once. Buyer notices and operator alerts both
-    send through here.
+    Sent by this process's kept bot (bots.outgoing). Connection errors are retried
+    (SEND_ATTEMPTS, SEND_RETRY_SECONDS apart, growing); a 429 is waited out by the shared rate
+    limiter (every process pauses); a refusal (BadRequest, Forbidden) is raised at once.
+    Buyer notices and operator alerts both send through here.
     """
     for attempt in range(1, SEND_ATTEMPTS + 1):
-        bot = ExtBot(
-            token=settings.TELEGRAM_BOT_TOKEN,
-            base_url=settings.TELEGRAM_API_BASE_URL,
-            base_file_url=settings.TELEGRAM_API_FILE_URL,
-            rate_limiter=rate_limiter_build(),
-        )
         try:
-            async with bot:
-                message = await bot.send_message(chat_id, text)
+            message = outgoing_bot.run(lambda bot: bot.send_message(chat_id, text))
             return message.message_id
         except BadRequest:
             raise
@@ -91,5 +84,5 @@ async def message_send(chat_id: int | str, text: str, *, what: str = "notice") -
             if attempt == SEND_ATTEMPTS:
                 raise
             logger.info("%s to %s: %s, retrying", what, chat_id, exc)
-            await asyncio.sleep(attempt * SEND_RETRY_SECONDS)
+            time.sleep(attempt * SEND_RETRY_SECONDS)
     raise AssertionError("unreachable")

@@ -26,6 +26,10 @@ What it does:
 - misbehaves on request: ``block(chat_id)`` makes every call to that chat 403 "Forbidden:
   bot was blocked by the user"; ``fail_next(method, error_code=429, retry_after=1)`` makes
   the next call(s) of a method fail as Telegram's flood control does;
+- enforces Telegram's flood limits when asked (``flood_control()``, or
+  ``start_fake_telegram(flood=FloodLimits())``): a message (send or edit) past about 30/s
+  overall or 1/s sustained in one chat is refused with 429 and ``retry_after``, as Telegram
+  does; off by default, so tests that do not ask keep their timing;
 - records every call (``calls(method)``) for assertions.
 """
 
@@ -35,6 +39,7 @@ import email.parser
 import email.policy
 import itertools
 import json
+import math
 import re
 import sys
 import threading
@@ -124,6 +129,65 @@ class ChatMessage:
         return [button["text"] for button in self.buttons]
 
 
+@dataclass(frozen=True)
+class FloodLimits:
+    """Telegram's flood control as the fake plays it: per limit a rate and a burst it tolerates.
+
+    Telegram publishes "about 30 messages per second" and "avoid more than one message per
+    second in a single chat; short bursts are allowed"; the exact tolerances are not public.
+    """
+
+    overall_per_second: float = 30.0
+    overall_burst: int = 30
+    chat_per_second: float = 1.0
+    chat_burst: int = 3
+    # How early a message may come before it counts as too early: the network's jitter.
+    jitter: float = 0.1
+
+
+# Methods that put a message in a chat, which flood control counts.
+FLOOD_METHODS = frozenset({"sendmessage", "sendphoto", "sendinvoice", "editmessagetext",
+                           "editmessagereplymarkup"})
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message flood control let through: when (time.monotonic()) and to which chat."""
+
+    chat_id: str
+    at: float
+
+
+class FloodControl:
+    """GCRA per limit (overall, each chat): a message conforms unless it comes too early."""
+
+    def __init__(self, limits: FloodLimits) -> None:
+        self.limits = limits
+        self.arrivals: dict[str, float] = {}
+        self.refused: list[ApiCall] = []
+        self.sent: list[SentMessage] = []
+
+    def _limits(self, chat_id: str) -> list[tuple[str, float, float]]:
+        overall = 1 / self.limits.overall_per_second
+        chat = 1 / self.limits.chat_per_second
+        jitter = self.limits.jitter
+        return [("", overall, (self.limits.overall_burst - 1) * overall + jitter),
+                (chat_id, chat, (self.limits.chat_burst - 1) * chat + jitter)]
+
+    def check(self, chat_id: str, now: float) -> None:
+        """Raise Telegram's 429 if a message to this chat now would exceed a limit."""
+        for key, _interval, tolerance in self._limits(chat_id):
+            earliest = self.arrivals.get(key, 0.0) - tolerance
+            if now < earliest:
+                retry_after = max(1, math.ceil(earliest - now))
+                raise ApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
+
+    def count(self, chat_id: str, now: float) -> None:
+        for key, interval, _tolerance in self._limits(chat_id):
+            self.arrivals[key] = max(self.arrivals.get(key, 0.0), now) + interval
+        self.sent.append(SentMessage(chat_id, now))
+
+
 @dataclass
 class _Failure:
     method: str
@@ -160,6 +224,7 @@ class FakeTelegramState:
         self.update_ids = itertools.count(1000)
         self.webhook: dict[str, Any] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
+        self.flood: FloodControl | None = None
         self.stopping = False
 
     # --- helpers used under the lock ---------------------------------------------------------
@@ -558,6 +623,9 @@ class TelegramRequestHandler(BaseHTTPRequestHandler):
     server_version = "FakeTelegramBotAPI/1.0"
     protocol_version = "HTTP/1.1"
     timeout = 30
+    # Headers and body go out in two writes; with Nagle's algorithm the body waits for the
+    # client's delayed ACK of the headers (40 ms on Linux) on a kept-alive connection.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -664,7 +732,8 @@ class FakeTelegramServer(ThreadingHTTPServer):
         """Record the call, apply a planned failure or a block, then run the method."""
         state = self.state
         with state.lock:
-            state.calls.append(ApiCall(method=method, params=params, at=time.monotonic()))
+            call = ApiCall(method=method, params=params, at=time.monotonic())
+            state.calls.append(call)
             for failure in state.failures:
                 if failure.method.lower() == method.lower() and failure.remaining > 0:
                     failure.remaining -= 1
@@ -672,7 +741,18 @@ class FakeTelegramServer(ThreadingHTTPServer):
             handler = METHODS.get(method.lower())
             if handler is None:
                 raise ApiError(404, "Not Found")
-            return handler(state, params)
+            flood = state.flood if method.lower() in FLOOD_METHODS else None
+            if flood is None:
+                return handler(state, params)
+            chat_id = str(params.get("chat_id"))
+            try:
+                flood.check(chat_id, call.at)
+            except ApiError:
+                flood.refused.append(call)
+                raise
+            result = handler(state, params)
+            flood.count(chat_id, call.at)
+            return result
 
 
 # --- the test's side -----------------------------------------------------------------------
@@ -894,6 +974,21 @@ class FakeTelegram:
             self.state.failures.append(_Failure(method, error_code, description,
                                                 retry_after if error_code == 429 else None, count))
 
+    def flood_control(self, limits: FloodLimits | None = None) -> None:
+        """From now on refuse messages past Telegram's flood limits with 429 (None: the defaults)."""
+        with self.state.lock:
+            self.state.flood = FloodControl(limits or FloodLimits())
+
+    def flood_refused(self) -> list[ApiCall]:
+        """The calls flood control refused with 429."""
+        with self.state.lock:
+            return list(self.state.flood.refused) if self.state.flood else []
+
+    def flood_sent(self) -> list[SentMessage]:
+        """The messages flood control let through, oldest first."""
+        with self.state.lock:
+            return list(self.state.flood.sent) if self.state.flood else []
+
     def push_update(self, update: dict[str, Any]) -> None:
         """Queue an update for getUpdates, as Telegram does while no webhook is set."""
         with self.state.lock:
@@ -914,9 +1009,14 @@ class FakeTelegram:
 
 
 def start_fake_telegram(*, token: str = DEFAULT_TOKEN, host: str = "127.0.0.1", port: int = 0,
-                        verbose: bool = False) -> FakeTelegram:
-    """Start the fake Bot API in a daemon thread; port 0 picks a free port."""
+                        verbose: bool = False, flood: FloodLimits | None = None) -> FakeTelegram:
+    """Start the fake Bot API in a daemon thread; port 0 picks a free port.
+
+    `flood`: enforce these flood limits from the start (default: none).
+    """
     server = FakeTelegramServer((host, port), token, verbose=verbose)
+    if flood is not None:
+        server.state.flood = FloodControl(flood)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name=f"fake-telegram-{server.server_address[1]}", daemon=True)
     thread.start()

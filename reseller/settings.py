@@ -521,6 +521,9 @@ TELEGRAM_WEBHOOK_PATH = env("TELEGRAM_WEBHOOK_PATH", default="")
 TELEGRAM_WEBHOOK_URL = env("TELEGRAM_WEBHOOK_URL", default="")
 # Telegram Payments (sendInvoice with a provider token); see PAYMENT_METHODS["telegram"].
 TELEGRAM_PAYMENTS_PROVIDER_TOKEN = env("TELEGRAM_PAYMENTS_PROVIDER_TOKEN", default="")
+# Telegram's flood limits are counted in Redis (REDIS_URL) under this prefix and the bot's ID,
+# by every process that sends (bots/ratelimiter.py); without Redis, in each process alone.
+TELEGRAM_RATE_LIMIT_KEY_PREFIX = env("TELEGRAM_RATE_LIMIT_KEY_PREFIX", default="tg-rate")
 
 # Buyer notices on final order moves, by channel: a django-q2 task per channel that has one.
 # Web orders get a receipt e-mail when the buyer gave an address (shop.tasks.order_receipt).

@@ -6,7 +6,6 @@ daily (orders/schedules.py); balance_alert_send after a reading crossed the thre
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import date, timedelta
 from typing import Any
@@ -51,7 +50,7 @@ def balance_alert_send(alert_id: int) -> str:
         return "skipped"
     text = alert_text(claim.alert)
     try:
-        message_id = asyncio.run(message_send(_chat(claim.chat_id), text, what="balance alert"))
+        message_id = message_send(_chat(claim.chat_id), text, what="balance alert")
     except (BadRequest, Forbidden) as exc:
         # Chat not found, the bot not in the group or removed from it: sending the same
         # request again cannot help; the alert stays on the admin home and in its list.

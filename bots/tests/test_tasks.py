@@ -12,6 +12,7 @@ from telegram.error import NetworkError
 
 from bots.models import BuyerNotice, TelegramUser
 from bots.tasks import order_notify
+from fakes.telegram import FloodLimits
 from orders.models import Order
 from orders.models import OrderStatus as S
 
@@ -83,6 +84,29 @@ def test_flood_control_is_waited_out(bot_settings, buyer, make_order):
     first, second = bot_settings.calls("sendMessage")
     assert second.at - first.at >= 1.0
     assert len(bot_settings.bot_messages(BUYER)) == 1
+
+
+def test_notices_to_one_buyer_keep_to_one_a_second(bot_settings, buyer, make_order):
+    """Telegram's flood control on: three notices in a row go out a second apart, none refused.
+
+    Without the spacing the third would be refused (a burst of two is tolerated); measured
+    first to last, as one request may be held up between its reservation and the fake.
+    """
+    bot_settings.flood_control(FloodLimits(chat_burst=2))
+    orders = [make_order() for _ in range(3)]
+    assert [order_notify(order.pk, S.DELIVERED) for order in orders] == ["sent"] * 3
+    assert bot_settings.flood_refused() == []
+    sent = [message.at for message in bot_settings.flood_sent()]
+    assert len(sent) == 3
+    assert sent[-1] - sent[0] >= 2.0 - 2 * FloodLimits().jitter
+
+
+def test_the_process_keeps_its_bot_between_notices(bot_settings, buyer, make_order):
+    """One getMe for any number of notices: the bot and its connections are kept (bots.outgoing)."""
+    for order in [make_order() for _ in range(3)]:
+        assert order_notify(order.pk, S.DELIVERED) == "sent"
+    assert len(bot_settings.calls("sendMessage")) == 3
+    assert len(bot_settings.calls("getMe")) == 1
 
 
 def test_network_failure_fails_the_task_and_a_rerun_sends(bot_settings, buyer, make_order, settings,

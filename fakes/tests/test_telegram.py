@@ -92,3 +92,29 @@ def test_get_updates_and_webhook_exclude_each_other(fake_telegram):
     assert call(fake_telegram, "getUpdates", timeout=0).status_code == 409
     assert call(fake_telegram, "deleteWebhook").json()["ok"]
     assert call(fake_telegram, "getUpdates", timeout=0).json()["ok"]
+
+
+def test_flood_control_refuses_like_telegram_when_switched_on(fake_telegram):
+    from fakes.telegram import FloodLimits
+
+    fake_telegram.user(42, "Ann")
+    fake_telegram.user(43, "Bob")
+    for n in range(5):  # off by default: any pace goes
+        assert call(fake_telegram, "sendMessage", chat_id=42, text=f"free {n}").json()["ok"]
+    fake_telegram.flood_control(FloodLimits(overall_per_second=1, overall_burst=4, chat_burst=3))
+    for text in ("1", "2", "3"):
+        assert call(fake_telegram, "sendMessage", chat_id=42, text=text).json()["ok"]
+    refused = call(fake_telegram, "sendMessage", chat_id=42, text="4")
+    assert refused.status_code == 429
+    assert refused.json() == {"ok": False, "error_code": 429,
+                              "description": "Too Many Requests: retry after 1",
+                              "parameters": {"retry_after": 1}}
+    # Another chat still has room, until the bot's overall burst is used up; a refused edit
+    # (no such message) does not count.
+    assert call(fake_telegram, "editMessageText", chat_id=43, message_id=1, text="x").status_code == 400
+    assert call(fake_telegram, "sendMessage", chat_id=43, text="a").json()["ok"]
+    overall = call(fake_telegram, "sendMessage", chat_id=43, text="b").json()
+    assert overall["error_code"] == 429 and overall["parameters"]["retry_after"] >= 1
+    assert call(fake_telegram, "getMe").json()["ok"]  # only messages count
+    assert [c.params["text"] for c in fake_telegram.flood_refused()] == ["4", "b"]
+    assert [m.chat_id for m in fake_telegram.flood_sent()] == ["42", "42", "42", "43"]
