@@ -1,6 +1,7 @@
 """The operator's console for orders: read-only status, timeline, and actions that call services."""
 
 import json
+import math
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -11,14 +12,19 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import PAGE_VAR
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connections
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import dateformat, timezone
+from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext, gettext_lazy as _, ngettext
 
 from bots.models import TelegramUser
@@ -49,7 +55,10 @@ def to_the_second(value: datetime | None) -> str | None:
     """A time as operators match it against logs and provider dashboards: seconds and zone."""
     if value is None:
         return None
-    return dateformat.format(timezone.localtime(value), "Y-m-d H:i:s T")
+    # dateformat's "Y-m-d H:i:s T", built directly: a list page shows 200 of these.
+    local = timezone.localtime(value)
+    return (f"{local.year:04d}-{local.month:02d}-{local.day:02d} "
+            f"{local.hour:02d}:{local.minute:02d}:{local.second:02d} {local.tzname() or ''}")
 
 
 def _time_column(field_name: str, description: str) -> Callable[[Any, Any], str | None]:
@@ -286,6 +295,64 @@ class QueueFilter(admin.SimpleListFilter):
             name, undelivered_minutes=settings.CONSOLE_UNDELIVERED_MINUTES))
 
 
+class PaymentMethodFilter(admin.SimpleListFilter):
+    """The payment methods the shop knows (settings.PAYMENT_METHODS), not those found in the table.
+
+    Django's field filter lists the values present with SELECT DISTINCT over every order, on
+    every view of the list. Orders are placed only with a configured method, so the settings
+    name them all. The parameter is the field filter's, so existing links keep working.
+    """
+
+    title = _("payment method")
+    parameter_name = "payment_method__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(code, gettext(conf.get("label", code)))
+                for code, conf in settings.PAYMENT_METHODS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Order]) -> QuerySet[Order]:
+        method = self.value()
+        return queryset.filter(payment_method=method) if method else queryset
+
+
+class OrderListPaginator(Paginator):
+    """The order list's pages; an unfiltered list of a large table counts from the statistics.
+
+    COUNT(*) reads every order (PostgreSQL keeps no row count), on every view of the list.
+    PostgreSQL's planner keeps an estimate of the table's rows, refreshed by (auto)ANALYZE; for
+    the unfiltered list of at least ESTIMATE_FROM orders, far enough from its last page, that
+    estimate is the count. A filtered list, a small table and the last pages count exactly, so
+    every page that exists can be reached. Either way it is one query.
+    """
+
+    ESTIMATE_FROM = 20_000
+    # A page this far into the estimate is counted exactly: the estimate may be a little short.
+    NEAR_THE_END = 0.9
+
+    def __init__(self, *args: Any, page_number: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.page_number = page_number
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if (not isinstance(queryset, QuerySet) or queryset.query.where
+                or queryset.query.distinct or queryset.query.combinator
+                or connections[queryset.db].vendor != "postgresql"):
+            return super().count
+        connection = connections[queryset.db]
+        table = queryset.model._meta.db_table
+        at_least = max(self.ESTIMATE_FROM,
+                       math.ceil(self.page_number * self.per_page / self.NEAR_THE_END))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT CASE WHEN reltuples >= %s THEN reltuples::bigint "
+                f"ELSE (SELECT COUNT(*) FROM {connection.ops.quote_name(table)}) END "
+                "FROM pg_class WHERE oid = %s::regclass", [at_least, table])
+            row = cursor.fetchone()
+        return int(row[0]) if row else super().count
+
+
 def _found_elsewhere(handle: str) -> Q:
     """Orders whose buyer's username, invoice or payment is this handle.
 
@@ -306,16 +373,20 @@ def _found_elsewhere(handle: str) -> Q:
 class OrderAdmin(OrderExportMixin, admin.ModelAdmin):
     list_display = ("reference", "status", "channel", "stars", "recipient", "price",
                     "currency", "payment_method", "created", "status_changed")
-    list_filter = (QueueFilter, "status", "channel", "payment_method",
+    list_filter = (QueueFilter, "status", "channel", PaymentMethodFilter,
                    ("created_at", admin.DateFieldListFilter))
     # Plus the buyer's username, invoices and payments: see get_search_results.
     search_fields = ("=reference", "=recipient_user_id", "recipient_username",
                      "buyer_telegram_id__exact", "=supplier_order_id", "=public_id")
     search_help_text = ("Reference, recipient ID or @username, buyer's Telegram ID or @username, "
                         "supplier order, payment invoice, TON comment or transaction id.")
+    # Without the DISTINCT scan of Django's own: templates/admin/orders/order/change_list.html.
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
-    list_select_related = ("product",)
+    # The list shows only the order's own columns.
+    list_select_related = False
+    # "N orders (M total)" would count the whole table once more on every filtered view.
+    show_full_result_count = False
     inlines = [PaymentInvoiceInline, PaymentEventInline, PaymentInline, SupplierAttemptInline,
                OrderEventInline]
     actions = ["resume_fulfilment", "start_refund", "cancel_unpaid", "mark_refunded_manually"]
@@ -390,6 +461,25 @@ class OrderAdmin(OrderExportMixin, admin.ModelAdmin):
                      "count": delivery.attempts},
                  delivery.last_error or to_the_second(delivery.delivered_at) or "-")
                 for delivery in deliveries)))
+
+    def action_checkbox(self, order: Order) -> SafeString:
+        """Django's own checkbox, as its CheckboxInput widget renders it, without the widget.
+
+        The widget renders a template per row: a fifth of the list page's time.
+        """
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME, order.pk,
+            format_html(gettext("Select this object for an action - {}"), str(order)))
+
+    def get_paginator(self, request: HttpRequest, queryset: QuerySet[Order], per_page: int,
+                      orphans: int = 0, allow_empty_first_page: bool = True) -> Paginator:
+        try:
+            page_number = max(int(request.GET.get(PAGE_VAR, 1)), 1)
+        except ValueError:
+            page_number = 1
+        return OrderListPaginator(queryset, per_page, orphans, allow_empty_first_page,
+                                  page_number=page_number)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Order],
                            search_term: str) -> tuple[QuerySet[Order], bool]:

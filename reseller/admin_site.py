@@ -127,7 +127,12 @@ class ResellerAdminSite(admin.AdminSite):
         if getattr(user, "is_verified", lambda: False)():
             return True
         # Not verified: enough for staff without a device, unless this superuser needs one.
-        return not totp_devices(user) and not totp_setup_required(user)
+        # Asked twice per page (the view's check, then each_context): read the devices once.
+        allowed = getattr(request, "_admin_without_totp", None)
+        if allowed is None:
+            allowed = not totp_devices(user) and not totp_setup_required(user)
+            request._admin_without_totp = allowed  # type: ignore[attr-defined]
+        return allowed
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         context = dict(extra_context or {})
