@@ -30,6 +30,7 @@ from orders.exceptions import (
     InsufficientBalance,
     InvalidRecipient,
     OrderBusy,
+    OrderError,
     OrderStateChanged,
     OutcomeUnknown,
     PaymentMethodUnavailable,
@@ -74,6 +75,7 @@ from orders.suppliers.base import (
 )
 from orders.transitions import IN_FLIGHT_STATUSES, order_transition
 from reseller.ratelimits import Limit, limits_for, limits_hit
+from shop.exceptions import CatalogError, PromoCodeError
 from shop.models import Product
 from shop.pricing import BuyerIdentity, margin_refusal, promo_redeem
 from shop.selectors import Quote, quote_build
@@ -199,33 +201,34 @@ def order_create(
     """
     if channel not in Channel.values:
         raise ValueError(f"unknown channel {channel!r}")
-    if request_key:
-        existing = Order.objects.filter(channel=channel, request_key=request_key).first()
-        if existing is not None:
-            return existing
-    if payment_method not in dict(payment_methods_for(channel)):
-        raise PaymentMethodUnavailable("That payment method is not available here.")
-    given = recipient_parse(recipient_input)
-    session_hash = buyer_session_hash(buyer_session_key) if buyer_session_key else ""
-    buyer = BuyerIdentity(telegram_id=buyer_telegram_id, session_hash=session_hash,
-                          email=buyer_email)
-    quote = quote_build(product=product, package_id=package_id, quantity=quantity,
-                        channel=channel, payment_method=payment_method, promo_code=promo_code,
-                        buyer=buyer)
-    if not quote.allowed:
-        raise margin_refusal()
     try:
+        if payment_method not in dict(payment_methods_for(channel)):
+            raise PaymentMethodUnavailable("That payment method is not available here.")
+        given = recipient_parse(recipient_input)
+        session_hash = buyer_session_hash(buyer_session_key) if buyer_session_key else ""
+        buyer = BuyerIdentity(telegram_id=buyer_telegram_id, session_hash=session_hash,
+                              email=buyer_email)
+        # Without the channel: only the chosen method is priced (it is enabled, checked above);
+        # the others' figures are for pages that offer a choice.
+        quote = quote_build(product=product, package_id=package_id, quantity=quantity,
+                            payment_method=payment_method, promo_code=promo_code, buyer=buyer)
+        if not quote.allowed:
+            raise margin_refusal()
         return _order_insert(
             channel=channel, quote=quote, given=given, recipient=recipient,
             payment_method=payment_method, buyer_telegram_id=buyer_telegram_id,
-            buyer_session_hash=session_hash,
-            request_key=request_key, buyer_email=buyer_email, buyer_language=buyer_language,
+            buyer_session_hash=session_hash, request_key=request_key, buyer_email=buyer_email,
+            buyer_language=buyer_language,
         )
-    except IntegrityError:
-        if not request_key:
-            raise
-        # A twin request with the same key committed first.
-        return Order.objects.get(channel=channel, request_key=request_key)
+    except (IntegrityError, OrderError, CatalogError, PromoCodeError):
+        # A repeated request (a double click, a retry) answers with the order its first call
+        # placed, even if the catalog, the method or the code would refuse a new one by now:
+        # the unique request key decides, so a new order costs no read before its insert.
+        if request_key:
+            existing = Order.objects.filter(channel=channel, request_key=request_key).first()
+            if existing is not None:
+                return existing
+        raise
 
 
 def order_insert_quoted(*, channel: str, quote: Quote, recipient_input: str,
@@ -248,51 +251,57 @@ def buyer_session_hash(session_key: str) -> str:
 def _order_insert(*, channel: str, quote: Quote, given: str, recipient: RecipientInfo,
                   payment_method: str, buyer_telegram_id: int | None, buyer_session_hash: str,
                   request_key: str, buyer_email: str = "", buyer_language: str = "") -> Order:
-    now = _now()
+    """Insert the order, its reference, its promo redemption and its first event, in one transaction.
+
+    Everything that needs no database is done before the transaction opens: on SQLite a write
+    transaction holds the one write lock, which every other writer waits for.
+    """
+    buyer = BuyerIdentity(telegram_id=buyer_telegram_id, session_hash=buyer_session_hash,
+                          email=buyer_email)
+    order = Order(
+        channel=channel,
+        product=quote.product,
+        package=quote.package,
+        product_name=quote.product.name,
+        package_name=quote.name,
+        platform=quote.product.platform,
+        stars=quote.quantity,
+        recipient_input=given,
+        recipient_user_id=recipient.user_id,
+        recipient_username=recipient.username or "",
+        price=quote.price,
+        currency=quote.currency,
+        supplier_code=quote.supplier_code,
+        cost=quote.cost,
+        cost_currency=quote.cost_currency,
+        payment_method=payment_method,
+        payment_fee=quote.fee,
+        buyer_telegram_id=buyer.telegram_id,
+        buyer_session_hash=buyer.session_hash,
+        request_key=request_key,
+        buyer_email=buyer.email,
+        idempotency_key=uuid.uuid4().hex,
+        expires_at=_now() + timedelta(minutes=settings.ORDER_PAYMENT_WINDOW_MINUTES),
+    )
+    data: dict[str, Any] = {"price": str(order.price), "currency": order.currency,
+                            "stars": order.stars}
+    if buyer_language:
+        # The buyer's language, for the receipt e-mail (shop.services.order_receipt_send).
+        data["language"] = buyer_language
     with transaction.atomic():
-        order = Order.objects.create(
-            channel=channel,
-            product=quote.product,
-            package=quote.package,
-            product_name=quote.product.name,
-            package_name=quote.name,
-            platform=quote.product.platform,
-            stars=quote.quantity,
-            recipient_input=given,
-            recipient_user_id=recipient.user_id,
-            recipient_username=recipient.username or "",
-            price=quote.price,
-            currency=quote.currency,
-            supplier_code=quote.supplier_code,
-            cost=quote.cost,
-            cost_currency=quote.cost_currency,
-            payment_method=payment_method,
-            payment_fee=quote.fee,
-            buyer_telegram_id=buyer_telegram_id,
-            buyer_session_hash=buyer_session_hash,
-            request_key=request_key,
-            buyer_email=buyer_email,
-            idempotency_key=uuid.uuid4().hex,
-            expires_at=now + timedelta(minutes=settings.ORDER_PAYMENT_WINDOW_MINUTES),
-        )
+        order.save(force_insert=True)
         order.reference = f"ORD-{order.pk:06d}"
-        order.save(update_fields=["reference"])
+        # update() rather than save(update_fields=...): the same UPDATE, without save()'s
+        # signals and field bookkeeping, on the path every order takes.
+        Order.objects.filter(pk=order.pk).update(reference=order.reference)
         # Locks the code and counts its uses again: a race for its last use loses here, and
         # this order rolls back with the refusal.
-        redemption = promo_redeem(order=order, quote=quote, buyer=BuyerIdentity(
-            telegram_id=buyer_telegram_id, session_hash=buyer_session_hash, email=buyer_email))
-        promo = ({"promo_code": redemption.code, "discount": str(redemption.discount),
-                  "list_price": str(quote.list_price)} if redemption else {})
-        OrderEvent.objects.create(
-            order=order,
-            from_status="",
-            to_status=order.status,
-            actor=f"buyer:{channel}",
-            reason="Order placed",
-            # The buyer's language, for the receipt e-mail (shop.services.order_receipt_send).
-            data={"price": str(order.price), "currency": order.currency, "stars": order.stars,
-                  **promo, **({"language": buyer_language} if buyer_language else {})},
-        )
+        redemption = promo_redeem(order=order, quote=quote, buyer=buyer)
+        if redemption is not None:
+            data.update(promo_code=redemption.code, discount=str(redemption.discount),
+                        list_price=str(quote.list_price))
+        OrderEvent.objects.create(order=order, from_status="", to_status=order.status,
+                                  actor=f"buyer:{channel}", reason="Order placed", data=data)
     return order
 
 

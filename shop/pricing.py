@@ -165,12 +165,38 @@ def package_list(*, product: Product) -> QuerySet[Package]:
 
 
 def supplier_current() -> Supplier:
-    """The supplier the shop buys from (settings.SUPPLIER_CODE), its volume tiers prefetched."""
-    try:
-        return (Supplier.objects.prefetch_related("volume_prices")
-                .get(code=settings.SUPPLIER_CODE, active=True))
-    except Supplier.DoesNotExist:
-        raise ProductUnavailable(_("No active supplier is configured.")) from None
+    """The supplier the shop buys from (settings.SUPPLIER_CODE), its volume tiers prefetched.
+
+    One query (the supplier LEFT JOIN its tiers) rather than prefetch_related's two: every
+    order placed reads it. The tiers land where prefetch_related would put them, so
+    `supplier.volume_prices.all()` (supplier_unit_cost) costs no query.
+    """
+    supplier_fields = [field.attname for field in Supplier._meta.concrete_fields]
+    tier_fields = [field.attname for field in SupplierVolumePrice._meta.concrete_fields]
+    current = Supplier.objects.filter(code=settings.SUPPLIER_CODE)  # unique
+    rows = list(current.values_list(*supplier_fields, *(
+        f"volume_prices__{name}" for name in tier_fields if name != "supplier_id")))
+    width = len(supplier_fields)
+    supplier = Supplier.from_db(current.db, supplier_fields, rows[0][:width]) if rows else None
+    if supplier is None or not supplier.active:
+        raise ProductUnavailable(_("No active supplier is configured."))
+    tiers = []
+    for row in rows:
+        if row[width] is None:
+            continue  # the LEFT JOIN's one row of a supplier without tiers
+        joined = iter(row[width:])
+        # from_db takes the values in the model's field order.
+        tier = SupplierVolumePrice.from_db(current.db, tier_fields, [
+            supplier.pk if name == "supplier_id" else next(joined) for name in tier_fields])
+        tier.supplier = supplier
+        tiers.append(tier)
+    tiers.sort(key=lambda tier: tier.min_quantity)
+    # What prefetch_related("volume_prices") leaves on the instance (prefetch_one_level).
+    prefetched = supplier.volume_prices.all()
+    prefetched._result_cache = tiers
+    prefetched._prefetch_done = True  # type: ignore[attr-defined]
+    supplier._prefetched_objects_cache = {"volume_prices": prefetched}  # type: ignore[attr-defined]
+    return supplier
 
 
 def supplier_unit_cost(*, supplier: Supplier, quantity: int) -> Decimal:
@@ -284,9 +310,15 @@ def quote_price(*, product: Product, package_id: int | None = None, quantity: in
         raise ProductUnavailable(_("This product is not on sale."))
     package: Package | None = None
     if package_id is not None:
-        package = package_list(product=product).filter(pk=package_id).first()
-        if package is None:
+        # By primary key alone, then checked here: every order placed reads it, and each
+        # filter of an ORM lookup costs more Python than the comparison.
+        try:
+            package = Package.objects.get(pk=package_id)
+        except Package.DoesNotExist:
+            package = None
+        if package is None or package.product_id != product.pk or not package.active:
             raise ProductUnavailable(_("This package is not on sale."))
+        package.product = product
         quantity = package.quantity
         list_price, currency = money(package.price), package.currency
     else:

@@ -17,7 +17,8 @@ from orders.exceptions import InvalidRecipient, PaymentMethodUnavailable, Paymen
 from orders.models import Order, OrderEvent, Payment, SupplierAttempt
 from orders.models import OrderStatus as S
 from orders.suppliers.base import RecipientInfo
-from shop.exceptions import ProductUnavailable, QuantityOutOfRange
+from shop.exceptions import ProductUnavailable, PromoCodeUsedUp, QuantityOutOfRange
+from shop.models import PromoCode
 
 
 @pytest.fixture
@@ -407,6 +408,54 @@ def test_concurrent_order_create_with_one_request_key(catalog, supplier):
     for t in threads:
         t.join()
     assert len(placed) == 4 and len(set(placed)) == 1
+    assert Order.objects.count() == 1
+
+
+def storefront_order(catalog, **overrides) -> Order:
+    """order_create as the storefront's confirm step calls it (the Large package by default)."""
+    kwargs = dict(channel="web", product=catalog, recipient_input="@sandbox_ok",
+                  recipient=RecipientInfo(user_id="100000001", username="@sandbox_ok"),
+                  payment_method="sandbox", buyer_session_key="session",
+                  request_key="confirm:1", buyer_email="buyer@example.com", buyer_language="en")
+    return services.order_create(**{**kwargs, **overrides})
+
+
+@pytest.mark.parametrize("choice", [{}, {"package_id": None, "quantity": 777}])
+def test_order_create_query_count_is_fixed(catalog, django_assert_num_queries, choice):
+    # The package (none for a custom amount), the supplier with its volume tiers in one
+    # query, then in one transaction (a savepoint inside the test's): the order, its
+    # reference, its first event. A new order reads nothing else first: its request key is
+    # looked up only when the insert or a refusal says it may have been placed before.
+    large = catalog.packages.get(quantity=1000)
+    with django_assert_num_queries(6 if choice else 7):
+        order = storefront_order(catalog, **{"package_id": large.pk, **choice})
+    assert order.reference == f"ORD-{order.pk:06d}"
+    assert Order.objects.get(pk=order.pk).reference == order.reference
+    assert statuses(order) == [S.AWAITING_PAYMENT]
+    assert OrderEvent.objects.get(order=order).data["language"] == "en"
+
+
+def test_a_repeated_request_gets_its_order_even_once_the_catalog_refuses_a_new_one(catalog, settings):
+    first = storefront_order(catalog, package_id=catalog.packages.get(quantity=1000).pk)
+    catalog.packages.filter(pk=first.package_id).update(active=False)
+    assert storefront_order(catalog, package_id=first.package_id).pk == first.pk
+    settings.PAYMENT_METHODS = {**settings.PAYMENT_METHODS,
+                                "sandbox": {**settings.PAYMENT_METHODS["sandbox"], "enabled": False}}
+    assert storefront_order(catalog, quantity=1000).pk == first.pk
+    assert storefront_order(catalog, quantity=1000, recipient_input="not a recipient").pk == first.pk
+    with pytest.raises(PaymentMethodUnavailable):
+        storefront_order(catalog, quantity=1000, request_key="confirm:2")
+    assert Order.objects.count() == 1
+
+
+def test_a_repeated_request_gets_its_order_after_it_used_up_the_promo_code(catalog):
+    PromoCode.objects.create(code="ONCE", kind=PromoCode.Kind.PERCENT, value=Decimal("1"),
+                             max_uses=1)
+    first = storefront_order(catalog, quantity=1000, promo_code="ONCE")
+    assert first.price < Decimal("18.00")  # 1,000 × 0.018, less 1%
+    assert storefront_order(catalog, quantity=1000, promo_code="ONCE").pk == first.pk
+    with pytest.raises(PromoCodeUsedUp):
+        storefront_order(catalog, quantity=1000, promo_code="ONCE", request_key="confirm:2")
     assert Order.objects.count() == 1
 
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from orders.models import Order
 from shop.demo import SANDBOX_VOLUME_PRICES, STARS_PACKAGES, demo_catalog_load
-from shop.exceptions import MarginTooLow
+from shop.exceptions import MarginTooLow, ProductUnavailable
 from shop.models import Package, PriceChange, Product, Supplier, SupplierVolumePrice
 from shop.pricing import (
     margin_minimum,
@@ -76,6 +76,33 @@ def test_the_cost_of_a_quantity_at_and_around_each_tier(catalog, methods, quanti
     with django_assert_num_queries(0):  # the tiers came with the supplier
         assert supplier_unit_cost(supplier=supplier, quantity=quantity) == D(unit_cost)
         assert supplier_cost(supplier=supplier, quantity=quantity) == D(cost)
+
+
+def test_the_current_supplier_comes_with_its_tiers_in_one_query(catalog, methods,
+                                                                 django_assert_num_queries):
+    with django_assert_num_queries(1):
+        supplier = supplier_current()
+    with django_assert_num_queries(0):
+        tiers = [(tier.min_quantity, tier.cost_per_unit, tier.supplier) for tier in supplier.volume_prices.all()]
+    assert tiers == [(quantity, D(cost), supplier) for quantity, cost in SANDBOX_VOLUME_PRICES]
+    assert (supplier.code, supplier.cost_per_unit, supplier.currency) == ("sandbox", D("0.0165"), "USD")
+    supplier.name = "Renamed"
+    supplier.save()  # a row read as any other: saving it updates it
+    assert Supplier.objects.get(code="sandbox").name == "Renamed"
+
+
+def test_a_current_supplier_without_tiers_costs_its_base_price_and_an_inactive_one_none(
+        catalog, methods, settings, django_assert_num_queries):
+    Supplier.objects.create(code="flat", name="Flat", cost_per_unit=D("0.0200"))
+    settings.SUPPLIER_CODE = "flat"
+    with django_assert_num_queries(1):
+        supplier = supplier_current()
+    with django_assert_num_queries(0):
+        assert list(supplier.volume_prices.all()) == []
+        assert supplier_cost(supplier=supplier, quantity=5000) == D("100.00")
+    Supplier.objects.filter(code="flat").update(active=False)
+    with pytest.raises(ProductUnavailable):
+        supplier_current()
 
 
 def test_the_greatest_tier_reached_wins_in_whatever_order_the_tiers_come(db):
@@ -211,11 +238,11 @@ def test_the_demo_loader_gives_its_tiers_once_to_a_supplier_without_any(sandbox)
 
 def test_packages_offered_and_quotes_read_the_tiers_once(catalog, methods, django_assert_num_queries):
     large = catalog.packages.get(name="Large")
-    # The packages; the supplier; its tiers.
-    with django_assert_num_queries(3):
+    # The packages; the supplier with its tiers.
+    with django_assert_num_queries(2):
         packages_offered(product=catalog, channel="web")
-    # The package; the supplier; its tiers.
-    with django_assert_num_queries(3):
+    # The package; the supplier with its tiers.
+    with django_assert_num_queries(2):
         quote_price(product=catalog, package_id=large.pk, channel="web")
 
     for quantity in range(11, 31):
@@ -224,7 +251,7 @@ def test_packages_offered_and_quotes_read_the_tiers_once(catalog, methods, djang
     sandbox = Supplier.objects.get(code="sandbox")
     for quantity in range(6000, 10001, 1000):
         SupplierVolumePrice.objects.create(supplier=sandbox, min_quantity=quantity, cost_per_unit=D("0.0130"))
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(2):
         assert len(packages_offered(product=catalog, channel="web")) == 27
 
 
