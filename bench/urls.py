@@ -2,9 +2,10 @@
 
 from django.urls import include, path
 
-from bench import reference
+from bench import reference, reference_bot
 
 urlpatterns = [
     path("_bench/", include(reference.urlpatterns)),
+    path("_bench/", include(reference_bot.urlpatterns)),
     path("", include("reseller.urls")),
 ]
