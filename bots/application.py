@@ -9,6 +9,7 @@ from django.utils import translation
 from telegram import Bot, BotCommand, Update
 from telegram.ext import AIORateLimiter, Application
 
+from bots.database import database_threads_stop
 from bots.handlers import handlers_register
 from bots.messages import COMMANDS
 from bots.processor import DEFAULT_MAX_RUNNING, PerUserUpdateProcessor
@@ -48,7 +49,7 @@ def application_build(*, token: str | None = None, base_url: str | None = None,
         .connection_pool_size(CONNECTION_POOL_SIZE)
     )
     if polling:
-        builder = builder.post_init(_post_init)
+        builder = builder.post_init(_post_init).post_shutdown(_post_shutdown)
     else:
         builder = builder.updater(None)
     application = builder.build()
@@ -58,6 +59,10 @@ def application_build(*, token: str | None = None, base_url: str | None = None,
 
 async def _post_init(application: Application) -> None:
     await bot_commands_set(application.bot)
+
+
+async def _post_shutdown(application: Application) -> None:
+    database_threads_stop()
 
 
 async def bot_commands_set(bot: Bot) -> None:

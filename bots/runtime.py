@@ -22,6 +22,7 @@ from telegram import Update
 from telegram.ext import Application
 
 from bots.application import application_build
+from bots.database import database_threads_stop
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class BotRuntime:
             await self._stopping.wait()
         finally:
             await application.shutdown()
+            database_threads_stop()
 
     def process(self, update: Update, *, timeout: float) -> bool:
         """Run the handlers for one update; False if they are still running after timeout.

@@ -16,6 +16,7 @@ from telegram import Update
 from telegram.ext import Application, ContextTypes
 
 from bots.application import application_build
+from bots.database import database_threads_stop
 from bots.runtime import webhook_runtime_stop
 from fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from shop.demo import demo_catalog_load
@@ -74,6 +75,13 @@ def fulfilment_jobs(monkeypatch, q_sync) -> list[int]:
     jobs: list[int] = []
     monkeypatch.setattr("orders.queue.enqueue_fulfilment", jobs.append)
     return jobs
+
+
+@pytest.fixture(autouse=True)
+def stop_database_threads() -> Iterator[None]:
+    """Close the bot's kept database connections after each test, before its database goes."""
+    yield
+    database_threads_stop()
 
 
 @pytest.fixture
