@@ -558,6 +558,9 @@ class TelegramRequestHandler(BaseHTTPRequestHandler):
     server_version = "FakeTelegramBotAPI/1.0"
     protocol_version = "HTTP/1.1"
     timeout = 30
+    # Headers and body go out in two writes; with Nagle's algorithm the body waits for the
+    # client's delayed ACK of the headers (40 ms on Linux) on a kept-alive connection.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._dispatch()
