@@ -95,7 +95,7 @@ def main() -> None:
         "TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_API_BASE_URL": fake.base_url,
         "TELEGRAM_API_FILE_URL": f"{fake.url}/file/bot",
         "TELEGRAM_WEBHOOK_URL": "https://shop.bench.test", "TELEGRAM_WEBHOOK_PATH": path_secret,
-        "TELEGRAM_WEBHOOK_SECRET": header_secret,
+        "TELEGRAM_WEBHOOK_SECRET": header_secret, "TELEGRAM_RATE_LIMIT": "false",
     }
     headers = {**PROXY_HEADERS, "Content-Type": "application/json",
                "X-Telegram-Bot-Api-Secret-Token": header_secret}

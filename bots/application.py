@@ -45,9 +45,10 @@ def application_build(*, token: str | None = None, base_url: str | None = None,
         .base_url(base_url or settings.TELEGRAM_API_BASE_URL)
         .base_file_url(base_file_url or settings.TELEGRAM_API_FILE_URL)
         .concurrent_updates(PerUserUpdateProcessor())
-        .rate_limiter(rate_limiter_build())
         .connection_pool_size(CONNECTION_POOL_SIZE)
     )
+    if settings.TELEGRAM_RATE_LIMIT:
+        builder.rate_limiter(rate_limiter_build())
     if polling:
         builder = builder.post_init(_post_init).post_shutdown(_post_shutdown)
     else:
