@@ -18,6 +18,7 @@ from telegram.ext import Application, ContextTypes
 from bots.application import application_build
 from bots.database import database_threads_stop
 from bots.runtime import webhook_runtime_stop
+from bots.services import catalog_forget
 from fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from shop.demo import demo_catalog_load
 from shop.models import Product
@@ -82,6 +83,12 @@ def stop_database_threads() -> Iterator[None]:
     """Close the bot's kept database connections after each test, before its database goes."""
     yield
     database_threads_stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_catalog() -> None:
+    """Each test's menus show its own catalog, not one an earlier test's bot kept."""
+    catalog_forget()
 
 
 @pytest.fixture
