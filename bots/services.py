@@ -102,9 +102,9 @@ class Buyer:
     draft: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Catalog:
-    """What is on sale: the product and its active packages."""
+    """What is on sale: the product and its active packages (one read of them: equal only to itself)."""
 
     product: Product
     packages: list[Package]
