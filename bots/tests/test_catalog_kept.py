@@ -64,3 +64,11 @@ def test_nothing_on_sale_is_kept_too_and_said_so(bot, catalog, kept):
         assert "nothing" in chat.screen.lower()
 
     bot.run(scenario)
+
+
+def test_start_for_a_returning_buyer_is_one_query(catalog, kept, django_assert_num_queries):
+    account = services.TelegramAccount(telegram_id=400000004, first_name="Lu", language_code="en")
+    services.welcome_read(account=account)  # first contact, and the catalog read
+    with django_assert_num_queries(1):
+        step = services.welcome_read(account=account)
+    assert step.catalog is not None and step.catalog.packages
