@@ -10,7 +10,8 @@ its connection from one step to the next, as Django's persistent connections do 
   integrity error, and it no longer answers) or outside autocommit, and once it is older than
   CONNECTION_MAX_AGE (or the database's own CONN_MAX_AGE, if that is longer);
 - before a step, a connection that sat idle longer than HEALTH_CHECK_AFTER is checked and
-  replaced if the server dropped it meanwhile, so that a buyer's update does not fail on it.
+  replaced if the server dropped it meanwhile, so that a buyer's update does not fail on it
+  (this replaces Django's CONN_HEALTH_CHECKS, which would check before every step).
 """
 
 from __future__ import annotations
@@ -132,6 +133,9 @@ class _ThreadState:
                 # Closing a broken connection can fail too; it is gone either way, and the
                 # thread must live on to serve the next step.
                 logger.exception("could not close database connection %r", connection.alias)
+            # With CONN_HEALTH_CHECKS on, Django would now check the connection (a SELECT 1)
+            # before every step, as before every request; before_step checks the idle ones.
+            connection.health_check_done = True  # type: ignore[attr-defined]  # not in django-stubs
 
     @staticmethod
     def _close(connection: Any) -> None:

@@ -127,3 +127,19 @@ def test_submit_after_shutdown_is_refused() -> None:
     executor.shutdown()
     with pytest.raises(RuntimeError):
         executor.submit(lambda: None)
+
+
+def test_no_check_before_each_step_under_conn_health_checks(threads: DatabaseThreads, monkeypatch) -> None:
+    wrapper, first = threads.submit(_wrapper_and_raw).result(10)
+    monkeypatch.setattr(wrapper, "health_check_enabled", True)  # as CONN_HEALTH_CHECKS sets it
+    checks: list[bool] = []
+
+    def usable() -> bool:
+        checks.append(True)
+        return True
+
+    monkeypatch.setattr(wrapper, "is_usable", usable)
+    for _ in range(3):
+        _wrapper, raw = threads.submit(_wrapper_and_raw).result(10)
+        assert raw is first
+    assert not checks
