@@ -131,7 +131,7 @@ def main() -> None:
             return result["rps"]
 
         for name in urls:  # every worker starts its bot and warms up
-            measure(name, 2)
+            measure(name, 2 if args.quick else 5)
             cpu[name].clear()
         runs = interleaved({name: functools.partial(measure, name, seconds) for name in urls},
                            rounds=3 if args.quick else args.rounds)
