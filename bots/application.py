@@ -9,6 +9,7 @@ from django.utils import translation
 from telegram import Bot, BotCommand, Update
 from telegram.ext import Application
 
+from bots.database import database_threads_stop
 from bots.handlers import handlers_register
 from bots.messages import COMMANDS
 from bots.processor import DEFAULT_MAX_RUNNING, PerUserUpdateProcessor
@@ -49,11 +50,12 @@ def application_build(*, token: str | None = None, base_url: str | None = None,
         .base_url(base_url or settings.TELEGRAM_API_BASE_URL)
         .base_file_url(base_file_url or settings.TELEGRAM_API_FILE_URL)
         .concurrent_updates(PerUserUpdateProcessor())
-        .rate_limiter(rate_limiter_build(token=token))
         .connection_pool_size(CONNECTION_POOL_SIZE)
     )
+    if settings.TELEGRAM_RATE_LIMIT:
+        builder.rate_limiter(rate_limiter_build(token=token))
     if polling:
-        builder = builder.post_init(_post_init)
+        builder = builder.post_init(_post_init).post_shutdown(_post_shutdown)
     else:
         builder = builder.updater(None)
     application = builder.build()
@@ -63,6 +65,10 @@ def application_build(*, token: str | None = None, base_url: str | None = None,
 
 async def _post_init(application: Application) -> None:
     await bot_commands_set(application.bot)
+
+
+async def _post_shutdown(application: Application) -> None:
+    database_threads_stop()
 
 
 async def bot_commands_set(bot: Bot) -> None:

@@ -1,9 +1,9 @@
 """The bot's handlers: parse the update, call one bots service through sync_to_async, render.
 
-The ORM is never touched here. Short database steps run in Django's thread-sensitive
-executor; steps that wait on the supplier or a payment provider run in their own pool
-thread (thread_sensitive=False), so a slow supplier stalls only the buyer who is waiting
-for it. Every callback query is answered, stale and forged ones included.
+The ORM is never touched here. Short database steps run on the bot's database threads
+(bots.database: a few threads, each keeping its connection); steps that wait on the supplier
+or a payment provider run in their own pool thread, so a slow supplier stalls only the buyer
+who is waiting for it. Every callback query is answered, stale and forged ones included.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
@@ -33,6 +33,7 @@ from telegram.ext import (
 
 from bots import callback_data as data
 from bots import messages, services
+from bots.database import database_threads
 from bots.exceptions import AmountOutOfRange, StaleAction
 from bots.processor import DEFAULT_MAX_RUNNING
 from bots.services import TelegramAccount
@@ -79,8 +80,11 @@ def _fresh_connection(service: Callable[..., R]) -> Callable[..., R]:
 
 
 async def db(service: Callable[..., R], /, **kwargs: Any) -> R:
-    """Run a short database-only service call off the event loop."""
-    return await sync_to_async(_fresh_connection(service), thread_sensitive=True)(**kwargs)
+    """Run a short database-only service call off the event loop, on a database thread."""
+    # asgiref's hint asks for a ThreadPoolExecutor; it only hands it to loop.run_in_executor,
+    # which takes any Executor.
+    executor = cast(ThreadPoolExecutor, database_threads())
+    return await sync_to_async(service, thread_sensitive=False, executor=executor)(**kwargs)
 
 
 async def db_parallel(service: Callable[..., R], /, **kwargs: Any) -> R:

@@ -7,11 +7,12 @@ a name or username can never be read as markup.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import get_language, gettext_lazy
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageEntity
 
 from bots import callback_data as data
@@ -92,13 +93,19 @@ def welcome_screen(step: Step) -> Screen:
     if step.catalog is None:
         lines.append(_("Sorry, nothing is on sale right now. Please try again later."))
     else:
-        lines += [_("Prices:"), *_price_lines(step.catalog)]
+        lines += [_("Prices:"), *_price_lines(step.catalog, get_language())]
     lines += ["", commands_text()]
     markup = _keyboard([_button(_("⭐ Buy Stars"), data.BUY)]) if step.catalog else None
     return "\n".join(lines), markup
 
 
-def _price_lines(catalog: Catalog) -> list[str]:
+@functools.lru_cache(maxsize=16)
+def _price_lines(catalog: Catalog, language: str) -> tuple[str, ...]:
+    """The catalog's price list in `language` (the active one), worked out once per catalog read.
+
+    The menus show a kept catalog (bots.services.CATALOG_MAX_AGE), so the same lines, with
+    their number and money formatting, would otherwise be built again for every /start.
+    """
     lines = [f"⭐ {stars_display(package.quantity)} — {money_display(package.price, package.currency)}"
              f" · {package.localized('name')}"
              for package in catalog.packages]
@@ -109,7 +116,7 @@ def _price_lines(catalog: Catalog) -> list[str]:
             "max": number_display(product.max_quantity),
             "price": money_display(product.custom_unit_price, product.currency),
         })
-    return lines
+    return tuple(lines)
 
 
 def help_text() -> str:

@@ -22,6 +22,7 @@ from telegram import Update
 from telegram.ext import Application
 
 from bots.application import application_build
+from bots.database import database_threads_stop
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,11 @@ class BotUnavailable(Exception):
 class BotRuntime:
     """An initialized Application serving updates on an event loop in a background thread.
 
-    The loop runs under async_to_sync, so the handlers' thread-sensitive ORM calls run on
-    this runtime's own thread, never on the single thread asgiref shares process-wide: under
-    ASGI a sync view occupies that thread while it waits for the bot, which would deadlock.
+    The handlers' database steps run on the bot's own database threads (bots.database),
+    stopped with the runtime. The loop runs under async_to_sync all the same, so that any
+    thread-sensitive call would run on this runtime's own thread, never on the single thread
+    asgiref shares process-wide: under ASGI a sync view occupies that thread while it waits
+    for the bot, which would deadlock.
     """
 
     def __init__(self, build: Callable[[], Application] = application_build) -> None:
@@ -84,6 +87,7 @@ class BotRuntime:
             await self._stopping.wait()
         finally:
             await application.shutdown()
+            database_threads_stop()
 
     def process(self, update: Update, *, timeout: float) -> bool:
         """Run the handlers for one update; False if they are still running after timeout.

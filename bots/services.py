@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from bots.exceptions import AmountOutOfRange, StaleAction
 from bots.models import BuyerNotice, TelegramUser
@@ -27,6 +30,7 @@ from orders.exceptions import (
     PaymentProviderError,
 )
 from orders.models import Channel, Order, OrderEvent, OrderStatus, PaymentInvoice
+from orders.payments import payment_methods_for
 from orders.payments.demo import simulate_payment, simulate_supported
 from orders.payments.services import invoice_open, payment_notice_accept
 from orders.payments.telegram_payments import telegram_checkout_refusal, telegram_payment_notice
@@ -68,6 +72,12 @@ PROMO_MAX_LENGTH = 40
 
 # A notice still marked "sending" this long after it was claimed died mid-send: send it again.
 NOTICE_RECLAIM_AFTER = timedelta(minutes=10)
+# The menus (/start, /buy) show the catalog as this process read it at most this many seconds
+# ago: a busy bot reads it every few seconds rather than on every update (four queries and the
+# margin guard's arithmetic, most of a /start). Every later step prices from the database, so
+# nothing is sold at a stale price: a change shows in the menus this much later, and a package
+# taken off sale meanwhile is refused when tapped.
+CATALOG_MAX_AGE = 2.0
 
 
 @dataclass(frozen=True)
@@ -92,9 +102,9 @@ class Buyer:
     draft: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Catalog:
-    """What is on sale: the product and its active packages."""
+    """What is on sale: the product and its active packages (one read of them: equal only to itself)."""
 
     product: Product
     packages: list[Package]
@@ -245,14 +255,37 @@ def buyer_reachability_set(*, telegram_id: int, blocked: bool) -> None:
     )
 
 
-def welcome_read(*, account: TelegramAccount) -> Step:
-    """The buyer and the catalog, for /start."""
-    buyer = buyer_sync(account=account)
+_catalog_read: tuple[float, tuple[Any, ...], Catalog | None] | None = None
+
+
+def _catalog() -> Catalog | None:
+    """What the menus offer (None: nothing on sale), read again once CATALOG_MAX_AGE has passed."""
+    global _catalog_read
+    # The same catalog can offer other packages under another supplier or other methods.
+    key = (settings.SUPPLIER_CODE, tuple(code for code, _label in payment_methods_for(CHANNEL)))
+    now = time.monotonic()
+    read = _catalog_read
+    if read is not None and read[0] > now and read[1] == key:
+        return read[2]
     try:
         product = product_default()
     except ProductUnavailable:
-        return Step(buyer=buyer)
-    return Step(buyer=buyer, catalog=Catalog(product, packages_offered(product=product, channel=CHANNEL)))
+        catalog = None
+    else:
+        catalog = Catalog(product, packages_offered(product=product, channel=CHANNEL))
+    _catalog_read = (now + CATALOG_MAX_AGE, key, catalog)
+    return catalog
+
+
+def catalog_forget() -> None:
+    """Read the catalog afresh for the next menu (tests, after changing it)."""
+    global _catalog_read
+    _catalog_read = None
+
+
+def welcome_read(*, account: TelegramAccount) -> Step:
+    """The buyer and the catalog, for /start."""
+    return Step(buyer=buyer_sync(account=account), catalog=_catalog())
 
 
 def buyer_orders(*, account: TelegramAccount) -> Step:
@@ -303,8 +336,9 @@ def _recipient(draft: dict[str, Any]) -> RecipientInfo:
 def buy_start(*, account: TelegramAccount) -> Step:
     """Start a purchase (dropping any unfinished one): ask how many Stars."""
     user = _user_sync(account)
-    product = product_default()
-    catalog = Catalog(product, packages_offered(product=product, channel=CHANNEL))
+    catalog = _catalog()
+    if catalog is None:
+        raise ProductUnavailable(_("Nothing is on sale right now."))
     user = _advance(user, state=CHOOSING_AMOUNT, flow=secrets.token_hex(4), draft={})
     return Step(buyer=_buyer(user), catalog=catalog)
 

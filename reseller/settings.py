@@ -514,6 +514,9 @@ TELEGRAM_BOT_TOKEN = env("TELEGRAM_BOT_TOKEN", default="")
 # Bot API endpoint, e.g. a local Bot API server; python-telegram-bot appends the token.
 TELEGRAM_API_BASE_URL = env("TELEGRAM_API_BASE_URL", default="https://api.telegram.org/bot")
 TELEGRAM_API_FILE_URL = env("TELEGRAM_API_FILE_URL", default="https://api.telegram.org/file/bot")
+# Off only to measure the bot without Telegram's limits (bench/bot_updates.py): Telegram
+# answers a bot that floods it with 429s.
+TELEGRAM_RATE_LIMIT = env.bool("TELEGRAM_RATE_LIMIT", default=True)
 # Webhook mode: Telegram sends this in X-Telegram-Bot-Api-Secret-Token; the URL path carries
 # a second secret so the endpoint is not guessable.
 TELEGRAM_WEBHOOK_SECRET = env("TELEGRAM_WEBHOOK_SECRET", default="")

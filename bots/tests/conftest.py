@@ -12,11 +12,15 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 from telegram import Update
 from telegram.ext import Application, ContextTypes
 
 from bots.application import application_build
+from bots.database import database_threads_stop
 from bots.runtime import webhook_runtime_stop
+from bots.services import catalog_forget
 from fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from shop.demo import demo_catalog_load
 from shop.models import Product
@@ -74,6 +78,24 @@ def fulfilment_jobs(monkeypatch, q_sync) -> list[int]:
     jobs: list[int] = []
     monkeypatch.setattr("orders.queue.enqueue_fulfilment", jobs.append)
     return jobs
+
+
+@pytest.fixture(autouse=True)
+def stop_database_threads() -> Iterator[None]:
+    """Close the bot's kept database connections after each test, before its database goes.
+
+    Also the one asgiref's thread-sensitive thread holds when a scenario's own set-up used
+    sync_to_async: nothing in the bot closes that one any more.
+    """
+    yield
+    database_threads_stop()
+    asyncio.run(sync_to_async(connections.close_all)())
+
+
+@pytest.fixture(autouse=True)
+def fresh_catalog() -> None:
+    """Each test's menus show its own catalog, not one an earlier test's bot kept."""
+    catalog_forget()
 
 
 @pytest.fixture
