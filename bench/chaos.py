@@ -320,7 +320,8 @@ class Chaos:
         try:
             while not self._stop.wait(rng.uniform(low, high)):
                 roll = rng.random()
-                if roll < 0.6:
+                # The first event is always a kill: even a short run must survive one.
+                if roll < 0.6 or not self.counts["cluster_sigkill"]:
                     self._kill_and_restart(rng)
                 elif roll < 0.9:
                     self._clock_jump(rng)
