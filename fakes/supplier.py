@@ -36,7 +36,13 @@ seeding the reconciliation's mismatches),
 ``POST /_sandbox/rename {"username", "user_id"}``, ``POST /_sandbox/reset``,
 ``POST /_sandbox/fault {"mode": "malformed" | "reset" | "none", "count": 1}`` (the next
 ``count`` POST /topup requests are processed and committed normally, then answered with a
-truncated JSON body, or the connection is reset without any answer).
+truncated JSON body, or the connection is reset without any answer);
+``POST /_sandbox/fault {"mode": "random", "p_5xx", "p_429", "p_500", "p_reset", "p_slow",
+["seed"]}`` until mode ``none``: each authenticated request is first refused with 503
+``unavailable`` (p_5xx) or 429 ``rate_limited`` (p_429), nothing done; each top-up that was
+committed is then answered with 500 ``internal_error`` (p_500), a reset connection (p_reset)
+or only after --hang-seconds (p_slow), for the chaos run (bench/chaos.py). Replayed top-ups
+(a key that already placed an order) are counted in ``GET /_sandbox/orders`` as ``replays``.
 
 ``GET /_sandbox/`` is the supplier's own dashboard, a small HTML page: the wallet balance,
 a form that tops it up (``POST /_sandbox/`` with ``amount``, then a redirect back to the
@@ -94,6 +100,7 @@ import hmac
 import html
 import json
 import os
+import random
 import re
 import socket
 import sqlite3
@@ -187,6 +194,7 @@ CREATE TABLE IF NOT EXISTS orders (
     get_calls INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS calls (reference TEXT PRIMARY KEY, topup_calls INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS replays (reference TEXT PRIMARY KEY, replays INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS key_flags (
     reference TEXT NOT NULL, flag TEXT NOT NULL, PRIMARY KEY (reference, flag)
 );
@@ -502,6 +510,11 @@ class SandboxState:
                         "idempotency_conflict",
                         "This Idempotency-Key was already used with a different request body.",
                     )
+                # A replay: the key already placed an order. A supplier whose dedupe fails
+                # would pay it twice, so the chaos run counts them (GET /_sandbox/orders).
+                conn.execute(
+                    "INSERT INTO replays(reference, replays) VALUES (?, 1) "
+                    "ON CONFLICT(reference) DO UPDATE SET replays = replays + 1", (reference,))
                 return Reply(200, self._order_json(existing), fault=self._take_fault(conn))
 
             recipient = self._resolve(conn, identifier, advance_rename=False)
@@ -671,14 +684,18 @@ class SandboxState:
         return [self._order_json(row) for row in rows]
 
     def list_orders(self) -> list[dict[str, Any]]:
-        """Every order with the number of POST /topup calls seen for its key."""
+        """Every order with the number of POST /topup calls seen for its key, and how many of
+        them came after its order existed (replays)."""
         with self._transaction() as conn:
             self._settle_due(conn)
             rows = conn.execute(
-                "SELECT orders.*, COALESCE(calls.topup_calls, 0) AS topup_calls FROM orders "
-                "LEFT JOIN calls ON calls.reference = orders.reference ORDER BY seq"
+                "SELECT orders.*, COALESCE(calls.topup_calls, 0) AS topup_calls, "
+                "COALESCE(replays.replays, 0) AS replays FROM orders "
+                "LEFT JOIN calls ON calls.reference = orders.reference "
+                "LEFT JOIN replays ON replays.reference = orders.reference ORDER BY seq"
             ).fetchall()
-        return [{**self._order_json(row), "topup_calls": row["topup_calls"]} for row in rows]
+        return [{**self._order_json(row), "topup_calls": row["topup_calls"],
+                 "replays": row["replays"]} for row in rows]
 
     def calls(self, reference: str) -> dict[str, int]:
         """How many POST /topup requests carried this key, and how many orders it produced."""
@@ -703,7 +720,7 @@ class SandboxState:
     def reset(self) -> None:
         """Wipe every order, counter and marker and restore the starting balance."""
         with self._transaction() as conn:
-            for table in ("orders", "calls", "key_flags", "renames"):
+            for table in ("orders", "calls", "replays", "key_flags", "renames"):
                 conn.execute(f"DELETE FROM {table}")
             self._seed_meta(conn, overwrite=True)
 
@@ -837,7 +854,47 @@ def _dashboard_html(wallet: dict[str, Any], orders: list[dict[str, Any]],
 
 
 ORDER_PATH_RE = re.compile(r"^/orders/([^/]+)$")
-FAULT_MODES = ("malformed", "reset", "none", "")
+FAULT_MODES = ("malformed", "reset", "none", "", "random")
+RANDOM_FAULTS = ("p_5xx", "p_429", "p_500", "p_reset", "p_slow")
+
+
+class RandomFaults:
+    """Faults drawn at random per request, with the probabilities of POST /_sandbox/fault."""
+
+    def __init__(self, probabilities: dict[str, float], seed: int | None) -> None:
+        self.probabilities = probabilities
+        self._random = random.Random(seed)  # noqa: S311  (test faults, not secrets)
+        self._lock = threading.Lock()
+
+    def _draw(self, names: tuple[str, ...]) -> str | None:
+        with self._lock:
+            roll = self._random.random()
+        for name in names:
+            roll -= self.probabilities.get(name, 0.0)
+            if roll < 0:
+                return name
+        return None
+
+    def before(self) -> ApiError | None:
+        """A refusal before anything is done, or None."""
+        drawn = self._draw(("p_5xx", "p_429"))
+        if drawn == "p_5xx":
+            return ApiError(503, "unavailable", "Temporarily unavailable (random fault).")
+        if drawn == "p_429":
+            return ApiError(429, "rate_limited", "Too many requests (random fault).", retry_after=1)
+        return None
+
+    def after_commit(self, reply: Reply, hang_seconds: float) -> Reply:
+        """How a committed top-up's answer goes wrong, if it does."""
+        drawn = self._draw(("p_500", "p_reset", "p_slow"))
+        if drawn == "p_500":
+            return Reply(500, {"error": {"code": "internal_error",
+                                         "message": "Committed, then failed (random fault)."}})
+        if drawn == "p_reset":
+            reply.fault = "reset"
+        elif drawn == "p_slow":
+            reply.delay = max(reply.delay, hang_seconds)
+        return reply
 
 
 class SupplierRequestHandler(BaseHTTPRequestHandler):
@@ -891,7 +948,14 @@ class SupplierRequestHandler(BaseHTTPRequestHandler):
             else:
                 self._check_auth()
                 self.server.traffic.admit(config.rate_limit)
+                faults = self.server.random_faults
+                refusal = faults.before() if faults else None
+                if refusal is not None:
+                    raise refusal
                 reply = self._api(path, query, body)
+                if faults and path == "/topup" and reply.status in (200, 201) \
+                        and not reply.fault:
+                    reply = faults.after_commit(reply, config.hang_seconds)
         except ApiError as error:
             headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
             reply = Reply(error.status, error.body(), headers=headers)
@@ -1018,10 +1082,27 @@ class SupplierRequestHandler(BaseHTTPRequestHandler):
             return Reply(200, {"reset": True})
         payload = _parse_json_object(body)
         mode = payload.get("mode", "")
+        if mode == "random":
+            return Reply(200, self._random_faults(payload))
+        self.server.random_faults = None
         count = payload.get("count", 1)
         if mode not in FAULT_MODES or isinstance(count, bool) or not isinstance(count, int):
-            raise ApiError(400, "invalid_request", "mode must be malformed, reset or none.")
+            raise ApiError(400, "invalid_request", "mode must be malformed, reset, random or none.")
         return Reply(200, state.set_fault("" if mode == "none" else mode, count))
+
+    def _random_faults(self, payload: dict[str, Any]) -> dict[str, Any]:
+        probabilities: dict[str, float] = {}
+        for name in RANDOM_FAULTS:
+            value = payload.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float | Decimal) \
+                    or not 0 <= value <= 1:
+                raise ApiError(400, "invalid_request", f"{name} must be a probability.")
+            probabilities[name] = float(value)
+        seed = payload.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ApiError(400, "invalid_request", "seed must be an integer.")
+        self.server.random_faults = RandomFaults(probabilities, seed)
+        return {"mode": "random", **probabilities, "seed": seed}
 
     def _dashboard(self, query: dict[str, list[str]], body: bytes) -> Reply:
         """The supplier's own page: GET shows the wallet, POST tops it up and redirects back."""
@@ -1122,6 +1203,7 @@ class SandboxSupplierServer(FakeHTTPServer):
         self.state = SandboxState(config)
         self.traffic = Traffic()
         self.stopping = threading.Event()
+        self.random_faults: RandomFaults | None = None
         super().__init__(address, SupplierRequestHandler)
 
     def before_stop(self) -> None:

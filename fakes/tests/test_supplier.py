@@ -473,6 +473,31 @@ def test_reset_fault_commits_then_drops_the_connection(
     assert api.topup("100000001", key="dropped").status_code == 200
 
 
+def test_random_faults_refuse_before_and_garble_after_a_commit(
+    api: Api, sandbox_supplier: SandboxSupplier
+) -> None:
+    sandbox_supplier._control("POST", "fault", json={"mode": "random", "p_5xx": 1.0, "seed": 1})
+    refused = api.topup("100000001", key="refused")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (503, "unavailable")
+    assert sandbox_supplier.calls("refused") == {"topup_calls": 0, "orders_created": 0}
+    sandbox_supplier._control("POST", "fault", json={"mode": "random", "p_500": 1.0})
+    committed = api.topup("100000001", key="committed")
+    assert (committed.status_code, committed.json()["error"]["code"]) == (500, "internal_error")
+    assert sandbox_supplier.calls("committed") == {"topup_calls": 1, "orders_created": 1}
+    sandbox_supplier._control("POST", "fault", json={"mode": "random", "p_reset": 1.0})
+    with pytest.raises(requests.ConnectionError):
+        api.topup("100000001", key="reset")
+    sandbox_supplier.fault("none", count=0)
+    assert api.topup("100000001", key="reset").status_code == 200
+    assert {o["reference"]: o["replays"] for o in sandbox_supplier.orders()} == {
+        "committed": 0, "reset": 1}
+
+
+def test_random_faults_refuse_bad_probabilities(sandbox_supplier: SandboxSupplier) -> None:
+    with pytest.raises(requests.HTTPError):
+        sandbox_supplier._control("POST", "fault", json={"mode": "random", "p_5xx": 2})
+
+
 def test_control_orders_lists_topup_calls(api: Api, sandbox_supplier: SandboxSupplier) -> None:
     api.topup("100000001", key="a")
     api.topup("100000001", key="a")
