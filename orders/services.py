@@ -25,6 +25,7 @@ from django.utils.crypto import salted_hmac
 
 from orders import queue
 from orders.exceptions import (
+    InvalidTransition,
     ActionNotApplicable,
     IdempotencyConflict,
     InsufficientBalance,
@@ -903,8 +904,12 @@ def order_resume(*, order: Order, actor: str, reason: str = "Resumed by an opera
     """Send an on-hold or reviewed order back to fulfilment.
 
     With expected_status, an order that has moved since the caller read it is refused
-    (OrderStateChanged): the operator decided on what they saw.
+    (OrderStateChanged): the operator decided on what they saw. Only on hold and review
+    resume (InvalidTransition otherwise): from unknown or submitting a second top-up could
+    follow one still in flight, and an expired order was never paid.
     """
+    if order.status not in (S.ON_HOLD, S.REVIEW):
+        raise InvalidTransition(order.reference, order.status, S.PAID)
     with transaction.atomic():
         order = order_transition(order=order, to_status=S.PAID, actor=actor, reason=reason,
                                  expected_status=expected_status, next_action_at=_now())

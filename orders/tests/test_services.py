@@ -492,3 +492,23 @@ def test_unsettled_orders_go_to_review_after_the_give_up_time(make_order, suppli
     order = services.order_fulfil(order_id=order.pk, budget_seconds=0)
     assert order.status == S.REVIEW and "check with the supplier" in order.status_reason
     assert supplier.topup_calls(order.idempotency_key) == 0
+
+
+@pytest.mark.parametrize("status", [S.UNKNOWN, S.SUBMITTING, S.EXPIRED, S.PROCESSING])
+def test_resume_refuses_anything_but_on_hold_and_review(make_order, status):
+    """Found by the state-machine property test: resuming an unknown outcome would place a
+    second top-up while the first may still be in flight; an expired order was never paid."""
+    from orders.exceptions import InvalidTransition
+
+    order = make_order(status)
+    with pytest.raises(InvalidTransition):
+        services.order_resume(order=order, actor="op")
+    order.refresh_from_db()
+    assert order.status == status
+    assert not order.events.exists()
+
+
+@pytest.mark.parametrize("status", [S.ON_HOLD, S.REVIEW])
+def test_resume_sends_held_and_reviewed_orders_back_to_fulfilment(make_order, status, enqueued):
+    order = services.order_resume(order=make_order(status), actor="op")
+    assert order.status == S.PAID
