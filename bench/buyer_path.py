@@ -91,7 +91,7 @@ def main() -> None:
         runs: dict[str, list[dict[str, float]]] = {"shop": [], "reference": []}
         placed = {"orders": 0, "unexpected": 0, "server_errors": 0}
 
-        def shop_run(duration: float) -> float:
+        def shop_run(duration: float) -> tuple[float, dict[str, float]]:
             result, out = wrk_script(f"{base}/", LUA / "buyer_path.lua", seconds=duration,
                                      connections=args.connections)
             found = BUYER.search(out)
@@ -102,7 +102,7 @@ def main() -> None:
             placed["unexpected"] += int(unexpected)
             placed["server_errors"] += int(server_errors)
             result["orders_per_s"] = int(orders) / float(elapsed)
-            return result["orders_per_s"], result  # type: ignore[return-value]
+            return result["orders_per_s"], result
 
         def reference_run(duration: float) -> dict[str, float]:
             result, _out = wrk_script(f"{base}/_bench/insert/", LUA / "insert.lua",
@@ -110,7 +110,7 @@ def main() -> None:
             return result
 
         def measure_shop() -> float:
-            orders_per_s, result = shop_run(seconds)  # type: ignore[misc]
+            orders_per_s, result = shop_run(seconds)
             runs["shop"].append(result)
             return orders_per_s
 
