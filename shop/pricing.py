@@ -17,7 +17,7 @@ stores it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -271,20 +271,24 @@ def quote_price(*, product: Product, package_id: int | None = None, quantity: in
                 channel: str | None = None, payment_method: str | None = None,
                 promo_code: str = "", buyer: BuyerIdentity | None = None,
                 supplier: Supplier | None = None, now: datetime | None = None,
-                partner_discount_percent: Decimal = Decimal(0)) -> Quote:
+                partner_discount_percent: Decimal = Decimal(0),
+                packages: Sequence[Package] | None = None) -> Quote:
     """Price a package or a custom quantity from the catalog; never from buyer input.
 
     With a channel, every method enabled there is priced and checked against the margin
     guard; with a method too, the quote's own figures are that method's. A promo code is
     checked (window, uses, this buyer's uses, what it applies to) and raises a PromoCodeError
     the buyer can read; its discount is capped per method at the minimum margin. Raises
-    CatalogError when the product, package or amount is not on sale.
+    CatalogError when the product, package or amount is not on sale. `packages` (the
+    product's active packages, as package_list gives them) and `supplier` spare the queries
+    when the caller has them already (shop.selectors.catalog_current).
     """
     if not product.active:
         raise ProductUnavailable(_("This product is not on sale."))
     package: Package | None = None
     if package_id is not None:
-        package = package_list(product=product).filter(pk=package_id).first()
+        package = (package_list(product=product).filter(pk=package_id).first() if packages is None
+                   else next((offered for offered in packages if offered.pk == package_id), None))
         if package is None:
             raise ProductUnavailable(_("This package is not on sale."))
         quantity = package.quantity
@@ -338,14 +342,19 @@ def margin_refusal() -> MarginTooLow:
                           "Please choose another way to pay or another amount."))
 
 
-def packages_offered(*, product: Product, channel: str) -> list[Package]:
-    """Active packages that at least one method of the channel may sell (the margin guard)."""
+def packages_offered(*, product: Product, channel: str, packages: Sequence[Package] | None = None,
+                     supplier: Supplier | None = None) -> list[Package]:
+    """Active packages that at least one method of the channel may sell (the margin guard).
+
+    `packages` and `supplier` as for quote_price: read here when not given.
+    """
     codes = [code for code, _label in payment_methods_for(channel)]
-    packages = list(package_list(product=product))
-    try:
-        supplier = supplier_current()
-    except ProductUnavailable:
-        return packages  # nothing can be placed anyway; the order step says why
+    packages = list(package_list(product=product) if packages is None else packages)
+    if supplier is None:
+        try:
+            supplier = supplier_current()
+        except ProductUnavailable:
+            return packages  # nothing can be placed anyway; the order step says why
     comparable = {package.pk: supplier.currency == package.currency for package in packages}
     offered = []
     for package in packages:
