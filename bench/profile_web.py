@@ -83,6 +83,28 @@ def buyer_order(n):
     assert code == 302 and "/pay/" in headers["Location"], (code, headers)
 
 what, n, sort, limit = "%(what)s", %(requests)d, "%(sort)s", %(limit)d
+import time
+
+def timed(label, fn, repeat):
+    started = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    print(f"  {label}: {1000 * (time.perf_counter() - started) / repeat:.2f} ms each, no profiler")
+
+if what in ("buyer", "confirm"):
+    buyer_start()
+    steps = {}
+    def step(method, path, data=None):
+        return lambda: call(method, path, data)
+    timed("POST /recipient/", step("POST", "/recipient/", {"csrfmiddlewaretoken": cookies["csrftoken"], "recipient": "@bench_profile"}), 50)
+    timed("GET /confirm/", step("GET", "/confirm/"), 50)
+    timed("whole order (3 requests)", lambda: buyer_order(0), 50)
+    saved = dict(cookies); cookies.clear()
+    timed("POST /_bench/insert/ (reference)", step("POST", "/_bench/insert/", {"a": "b"}), 100)
+    cookies.update(saved)
+else:
+    timed("GET / (catalog)", lambda: (call("GET", "/"), cookies.clear()), 200)
+    timed("GET /_bench/catalog/ (reference)", lambda: (call("GET", "/_bench/catalog/"), cookies.clear()), 200)
 with connection.execute_wrapper(count):
     if what == "catalog":
         for _ in range(5):
@@ -100,7 +122,7 @@ with connection.execute_wrapper(count):
         buyer_order(0)
         counting[0] = False
         per = 1
-        work = lambda: [buyer_order(i) for i in range(n)]
+        work = (lambda: [call("GET", "/confirm/") for i in range(n)]) if what == "confirm" else (lambda: [buyer_order(i) for i in range(n)])
     print(f"queries per {'request' if what == 'catalog' else 'order (3 requests)'}: {sum(queries.values())}")
     for sql, times in queries.most_common():
         print(f"  {times} × {sql}")
@@ -119,7 +141,7 @@ with connection.execute_wrapper(count):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--what", choices=["catalog", "buyer"], default="catalog")
+    parser.add_argument("--what", choices=["catalog", "buyer", "confirm"], default="catalog")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument("--limit", type=int, default=40)
@@ -135,7 +157,7 @@ def main() -> None:
                   shop.tmp / "supplier.log")
         code = CHILD % {"host": HOST, "what": args.what, "requests": args.requests,
                         "sort": args.sort, "limit": args.limit}
-        env = {**shop.env, "DJANGO_SETTINGS_MODULE": "reseller.settings",
+        env = {**shop.env, "DJANGO_SETTINGS_MODULE": "reseller.settings", "BENCH_URLCONF": "bench.urls",
                "SUPPLIER_BASE_URL": f"http://127.0.0.1:{supplier_port}"}
         subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
 

@@ -433,6 +433,8 @@ def confirm(request: HttpRequest) -> HttpResponse:
         "handle": recipient_handle(current.get("username"), current["user_id"]),
         "user_id": current["user_id"],
         "form": form,
+        # The unbound method choices are cached by what they offer (labels carry prices).
+        "methods_key": "|".join(f"{code}={label}" for code, label in methods),
         "no_methods": not methods,
         # Methods exist, but none may sell this package or amount (the margin guard).
         "not_offered": bool(quote.methods) and not methods,
