@@ -96,7 +96,8 @@ if what in ("buyer", "confirm"):
     steps = {}
     def step(method, path, data=None):
         return lambda: call(method, path, data)
-    timed("POST /recipient/", step("POST", "/recipient/", {"csrfmiddlewaretoken": cookies["csrftoken"], "recipient": "@bench_profile"}), 50)
+    recipient_form = {"csrfmiddlewaretoken": cookies["csrftoken"], "recipient": "@bench_profile"}
+    timed("POST /recipient/", step("POST", "/recipient/", recipient_form), 50)
     timed("GET /confirm/", step("GET", "/confirm/"), 50)
     timed("whole order (3 requests)", lambda: buyer_order(0), 50)
     saved = dict(cookies); cookies.clear()
@@ -122,7 +123,10 @@ with connection.execute_wrapper(count):
         buyer_order(0)
         counting[0] = False
         per = 1
-        work = (lambda: [call("GET", "/confirm/") for i in range(n)]) if what == "confirm" else (lambda: [buyer_order(i) for i in range(n)])
+        if what == "confirm":
+            work = lambda: [call("GET", "/confirm/") for i in range(n)]
+        else:
+            work = lambda: [buyer_order(i) for i in range(n)]
     print(f"queries per {'request' if what == 'catalog' else 'order (3 requests)'}: {sum(queries.values())}")
     for sql, times in queries.most_common():
         print(f"  {times} × {sql}")

@@ -48,9 +48,12 @@ def main() -> None:
             runs[name].append(result)
             return result["rps"]
 
-        # Warm-up: every worker imports, connects and compiles its templates once.
+        # Warm-up: gunicorn answers once its first worker is up; under load the others are
+        # still importing Django, and each thread connects and each worker reads the catalog
+        # and renders its fragments once.
         for path in ("/", "/_bench/catalog/"):
-            wrk(f"{base}{path}", seconds=2, connections=args.connections, headers=PROXY_HEADERS)
+            wrk(f"{base}{path}", seconds=3 if args.quick else 5, connections=args.connections,
+                headers=PROXY_HEADERS)
         rps = interleaved({"shop": lambda: measure("shop", "/"),
                            "reference": lambda: measure("reference", "/_bench/catalog/")},
                           rounds=args.rounds)
