@@ -265,7 +265,6 @@ def catalog(request: HttpRequest) -> HttpResponse:
     return _page(request, "shop/catalog.html", {
         # The template caches what only changes with the catalog and the language by this.
         "catalog_serial": catalog.serial,
-        "catalog_cache_seconds": max(int(settings.CATALOG_CACHE_SECONDS) + 1, 1),
         "product": product,
         "product_name": product.localized("name"),
         "product_description": product.localized("description"),
