@@ -23,6 +23,8 @@ import re
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -66,6 +68,17 @@ def orders_count(shop: Shop) -> int:
     with psycopg.connect(shop.env["DATABASE_URL"]) as connection:
         row = connection.execute("SELECT count(*) FROM orders_order").fetchone()
         return row[0] if row else 0
+
+
+def warm_until_steady(run: Callable[[], float], *, agree: float = 0.25, budget: float = 40) -> None:
+    """Repeat a short run until two in a row agree within `agree` (or the budget is spent)."""
+    deadline = time.monotonic() + budget
+    last = run()
+    while time.monotonic() < deadline:
+        current = run()
+        if last and current and abs(current - last) / max(current, last) <= agree:
+            return
+        last = current
 
 
 def main() -> None:
@@ -121,8 +134,8 @@ def main() -> None:
 
         # Warm-up: gunicorn answers once its first worker is up; under load the others are
         # still importing Django, and each thread connects and each worker reads the catalog
-        # and renders its fragments once.
-        shop_run(3 if args.quick else 5)
+        # and renders its fragments once. Until two short runs agree within 25 % (at most 40 s).
+        warm_until_steady(lambda: shop_run(2)[0])
         reference_run(2)
         rates = interleaved({"shop": measure_shop, "reference": measure_reference},
                             rounds=args.rounds)

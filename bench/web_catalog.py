@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.buyer_path import warm_until_steady  # noqa: E402
 from bench.common import PROXY_HEADERS, Shop, interleaved, ratio_summary, result_write, wrk  # noqa: E402
 
 POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/reseller_web_bench"
@@ -51,9 +52,13 @@ def main() -> None:
         # Warm-up: gunicorn answers once its first worker is up; under load the others are
         # still importing Django, and each thread connects and each worker reads the catalog
         # and renders its fragments once.
-        for path in ("/", "/_bench/catalog/"):
-            wrk(f"{base}{path}", seconds=3 if args.quick else 5, connections=args.connections,
-                headers=PROXY_HEADERS)
+        # Until two short runs agree within 25 % (bench.buyer_path.warm_until_steady).
+        def short_run(path: str) -> float:
+            return wrk(f"{base}{path}", seconds=2, connections=args.connections,
+                       headers=PROXY_HEADERS)["rps"]
+
+        warm_until_steady(lambda: short_run("/"))
+        warm_until_steady(lambda: short_run("/_bench/catalog/"))
         rps = interleaved({"shop": lambda: measure("shop", "/"),
                            "reference": lambda: measure("reference", "/_bench/catalog/")},
                           rounds=args.rounds)
