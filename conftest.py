@@ -26,10 +26,17 @@ def _cache_per_test(settings):
     tests of that sharing set CACHES themselves.
     """
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                                   "LOCATION": "test"}}
-    from django.core.cache import cache
+                                   "LOCATION": "test"},
+                       "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                 "LOCATION": "test-local"}}
+    from django.core.cache import cache, caches
 
     cache.clear()
+    caches["local"].clear()
+    # The storefront's catalog reading of an earlier test (its rows are rolled back).
+    from shop.selectors import catalog_forget
+
+    catalog_forget()
 
 
 @pytest.fixture(autouse=True)

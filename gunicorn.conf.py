@@ -19,7 +19,12 @@ bind = os.environ.get("WEB_BIND", "127.0.0.1:8000").split(",")
 # bot's runtime, and with the threads below 9 workers already serve 36 requests at once.
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 9)))
 # Threads so that a webhook update waiting on Telegram or the supplier does not hold the
-# whole worker (gthread workers; the view blocks on the bot's event-loop thread).
+# whole worker (gthread workers; the view blocks on the bot's event-loop thread). Not sync
+# (a webhook would hold a whole worker for up to 25 s) and not gevent/eventlet (monkey-patching
+# under psycopg, SQLite and the bot's own asyncio loop thread, for a shop whose pages are
+# CPU-bound: issue #11 measured them at a few ms of Python each, not waiting on I/O). Each
+# thread keeps its own database connection (CONN_MAX_AGE, reseller/settings.py): at most
+# workers × threads connections per web host.
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", 4))
 # Listen queue for bursts (Telegram delivers up to 40 updates at once per bot; runserver's 5

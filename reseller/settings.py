@@ -203,7 +203,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         if str(_sqlite_file) != ":memory:":
             Path(_sqlite_file).parent.mkdir(parents=True, exist_ok=True)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+# Persistent connections: each thread of a web worker (and the bot's and the cluster's threads,
+# which call close_old_connections around their work) keeps its connection for this long
+# instead of opening one per request: connecting cost about as much as the catalog's queries,
+# and closing SQLite's last connection checkpoints the WAL (issue #11). Connections are
+# per thread, so a gthread worker holds at most `threads` of them. 0: one per request.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+# A kept connection is checked once at the start of each request, so a database restart or a
+# dropped connection costs a reconnect, not an error page.
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -249,6 +257,20 @@ if REDIS_URL := env("REDIS_URL", default=""):
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
                           "LOCATION": "django_cache"}}
+# Per process, for what every process can rebuild on its own and must not cost a round trip:
+# the storefront's rendered catalog fragments (shop.selectors.catalog_current).
+CACHES["local"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                   "LOCATION": "reseller-local", "OPTIONS": {"MAX_ENTRIES": 1000}}
+# How long a process reuses what it read of the catalog (product, packages, supplier tiers)
+# for the storefront's pages before reading it again; a save in the same process drops it at
+# once. Orders are always priced afresh from the database (orders.services.order_create).
+CATALOG_CACHE_SECONDS = env.float("CATALOG_CACHE_SECONDS", default=2.0)
+# Sessions: with Redis, read from it and written through to the database (which stays the
+# record: buyers' orders are tied to their session, orders.services.buyer_session_hash), so
+# only requests that change the session touch the database. Without Redis the shared cache is
+# the database itself, and plain database sessions cost less.
+SESSION_ENGINE = ("django.contrib.sessions.backends.cached_db" if REDIS_URL
+                  else "django.contrib.sessions.backends.db")
 
 # Every process logs to stderr: plain lines in the demo, one JSON object per line in production.
 # On every line: known secrets redacted, and `order` (its reference) while an order is handled

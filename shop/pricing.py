@@ -17,7 +17,7 @@ stores it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -297,28 +297,37 @@ def quote_price(*, product: Product, package_id: int | None = None, quantity: in
                 channel: str | None = None, payment_method: str | None = None,
                 promo_code: str = "", buyer: BuyerIdentity | None = None,
                 supplier: Supplier | None = None, now: datetime | None = None,
-                partner_discount_percent: Decimal = Decimal(0)) -> Quote:
+                partner_discount_percent: Decimal = Decimal(0),
+                packages: Sequence[Package] | None = None) -> Quote:
     """Price a package or a custom quantity from the catalog; never from buyer input.
 
     With a channel, every method enabled there is priced and checked against the margin
     guard; with a method too, the quote's own figures are that method's. A promo code is
     checked (window, uses, this buyer's uses, what it applies to) and raises a PromoCodeError
     the buyer can read; its discount is capped per method at the minimum margin. Raises
-    CatalogError when the product, package or amount is not on sale.
+    CatalogError when the product, package or amount is not on sale. `packages` (the
+    product's active packages, as package_list gives them) and `supplier` spare the queries
+    when the caller has them already (shop.selectors.catalog_current).
     """
     if not product.active:
         raise ProductUnavailable(_("This product is not on sale."))
     package: Package | None = None
     if package_id is not None:
-        # By primary key alone, then checked here: every order placed reads it, and each
-        # filter of an ORM lookup costs more Python than the comparison.
-        try:
-            package = Package.objects.get(pk=package_id)
-        except Package.DoesNotExist:
-            package = None
-        if package is None or package.product_id != product.pk or not package.active:
+        if packages is not None:  # the caller's reading of the catalog
+            package = next((offered for offered in packages if offered.pk == package_id), None)
+        else:
+            # By primary key alone, then checked here: every order placed reads it, and each
+            # filter of an ORM lookup costs more Python than the comparison.
+            try:
+                package = Package.objects.get(pk=package_id)
+            except Package.DoesNotExist:
+                package = None
+            if package is not None and (package.product_id != product.pk or not package.active):
+                package = None
+            if package is not None:
+                package.product = product  # spares the query; a cached reading is not touched
+        if package is None:
             raise ProductUnavailable(_("This package is not on sale."))
-        package.product = product
         quantity = package.quantity
         list_price, currency = money(package.price), package.currency
     else:
@@ -370,14 +379,19 @@ def margin_refusal() -> MarginTooLow:
                           "Please choose another way to pay or another amount."))
 
 
-def packages_offered(*, product: Product, channel: str) -> list[Package]:
-    """Active packages that at least one method of the channel may sell (the margin guard)."""
+def packages_offered(*, product: Product, channel: str, packages: Sequence[Package] | None = None,
+                     supplier: Supplier | None = None) -> list[Package]:
+    """Active packages that at least one method of the channel may sell (the margin guard).
+
+    `packages` and `supplier` as for quote_price: read here when not given.
+    """
     codes = [code for code, _label in payment_methods_for(channel)]
-    packages = list(package_list(product=product))
-    try:
-        supplier = supplier_current()
-    except ProductUnavailable:
-        return packages  # nothing can be placed anyway; the order step says why
+    packages = list(package_list(product=product) if packages is None else packages)
+    if supplier is None:
+        try:
+            supplier = supplier_current()
+        except ProductUnavailable:
+            return packages  # nothing can be placed anyway; the order step says why
     comparable = {package.pk: supplier.currency == package.currency for package in packages}
     offered = []
     for package in packages:

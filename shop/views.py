@@ -4,13 +4,16 @@ What the buyer chose and who they confirmed live in the session; every page re-d
 prices from the catalog, so nothing a browser posts can change what an order costs.
 """
 
+import hashlib
 import logging
 import secrets
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -61,8 +64,7 @@ from shop.forms import (
     PackageChoiceForm,
     RecipientForm,
 )
-from shop.models import Product
-from shop.pricing import BuyerIdentity, order_methods_offered, packages_offered, promo_code_normalize
+from shop.pricing import BuyerIdentity, order_methods_offered, promo_code_normalize
 from shop.ownership import (
     OWNER_KEY_PARAM,
     order_owner_grant,
@@ -70,12 +72,13 @@ from shop.ownership import (
     request_is_order_buyer,
 )
 from shop.selectors import (
+    Catalog,
     Quote,
+    catalog_current,
     order_lookup,
     order_reference_normalize,
     product_default,
     promo_for_order,
-    quote_build,
 )
 from reseller.ratelimits import client_ip
 from shop.services import order_lookup_blocked, order_lookup_failure_record
@@ -85,14 +88,16 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "web"
 # Session keys. CHOICE: {"package_id": int} or {"quantity": int}. RECIPIENT: {"input",
-# "user_id", "username"}. CONFIRM_TOKENS: {token: what the confirm page showed}; a token
-# that placed an order finds it again through Order.request_key.
+# "user_id", "username"}.
 SESSION_CHOICE = "shop_choice"
 SESSION_RECIPIENT = "shop_recipient"
-SESSION_CONFIRM_TOKENS = "shop_confirm_tokens"
 # The promo code the buyer applied on the confirm page (normalised), shown again on the next render.
 SESSION_PROMO = "shop_promo"
-KEEP_TOKENS = 10
+# A confirm page's token is signed for the session that was shown it and carries a digest of
+# what it showed, so rendering the page writes nothing; a token that placed an order finds it
+# again through Order.request_key. It is refused after this long.
+CONFIRM_TOKEN_MAX_AGE = timedelta(days=1)
+CONFIRM_TOKEN_SALT = "shop.views.confirm"
 
 MSG_NOT_FOUND = gettext_lazy(
     "We couldn't find that Telegram account. Check the ID or username and try again.")
@@ -189,12 +194,29 @@ def _confirm_fingerprint(choice: dict[str, int], recipient: dict[str, str]) -> s
     return f"{key}={value}|{recipient['user_id']}|{recipient.get('username') or ''}"
 
 
+def _confirm_signer(request: HttpRequest) -> signing.TimestampSigner:
+    """Signs confirm tokens for this session only: another browser's token is refused here."""
+    return signing.TimestampSigner(
+        salt=f"{CONFIRM_TOKEN_SALT}:{request.session.session_key or ''}")
+
+
+def _fingerprint_digest(fingerprint: str) -> str:
+    return hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+
+
 def _confirm_token_issue(request: HttpRequest, fingerprint: str) -> str:
-    tokens = dict(request.session.get(SESSION_CONFIRM_TOKENS) or {})
-    token = secrets.token_urlsafe(16)
-    tokens[token] = fingerprint
-    request.session[SESSION_CONFIRM_TOKENS] = dict(list(tokens.items())[-KEEP_TOKENS:])
-    return token
+    """A new token for one render of the confirm page: a nonce and what the page showed, signed."""
+    return _confirm_signer(request).sign(f"{secrets.token_urlsafe(9)}.{_fingerprint_digest(fingerprint)}")
+
+
+def _confirm_token_shown(request: HttpRequest, token: str) -> str | None:
+    """The digest of what the page that issued `token` showed; None unless this session was
+    issued it within CONFIRM_TOKEN_MAX_AGE."""
+    try:
+        value = _confirm_signer(request).unsign(token, max_age=CONFIRM_TOKEN_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    return value.rpartition(".")[2]
 
 
 def _request_key(token: str) -> str:
@@ -209,11 +231,12 @@ def _request_key(token: str) -> str:
 def catalog(request: HttpRequest) -> HttpResponse:
     """The packages and the custom amount; choosing one stores it and asks for the recipient."""
     try:
-        product = product_default()
+        catalog = catalog_current()
     except ProductUnavailable as exc:
         return _page(request, "shop/closed.html", {"reason": str(exc)}, status=503)
+    product = catalog.product
     # The margin guard: a package no method of ours may sell is not offered at all.
-    packages = packages_offered(product=product, channel=CHANNEL)
+    packages = catalog.packages_offered(CHANNEL)
     package_form = PackageChoiceForm(packages=packages)
     custom_form = CustomAmountForm(product=product)
     if request.method == "POST":
@@ -229,8 +252,8 @@ def catalog(request: HttpRequest) -> HttpResponse:
                 choice = {"quantity": form.cleaned_data["quantity"]}
         if choice is not None:
             try:
-                quote = quote_build(product=product, channel=CHANNEL,
-                                    package_id=choice.get("package_id"), quantity=choice.get("quantity"))
+                quote = catalog.quote(channel=CHANNEL, package_id=choice.get("package_id"),
+                                      quantity=choice.get("quantity"))
             except CatalogError as exc:
                 form.add_error(None, str(exc))
             else:
@@ -240,10 +263,13 @@ def catalog(request: HttpRequest) -> HttpResponse:
                     request.session[SESSION_CHOICE] = choice
                     return redirect("shop:recipient")
     return _page(request, "shop/catalog.html", {
+        # The template caches what only changes with the catalog and the language by this.
+        "catalog_serial": catalog.serial,
         "product": product,
         "product_name": product.localized("name"),
         "product_description": product.localized("description"),
-        "packages": [
+        # Called by the template only when its cached fragment of the list has expired.
+        "packages": lambda: [
             {"id": package.pk, "name": package.localized("name"), "stars": stars_display(package.quantity),
              "price": money_display(package.price, package.currency)}
             for package in packages
@@ -255,21 +281,26 @@ def catalog(request: HttpRequest) -> HttpResponse:
     }, status=400 if request.method == "POST" else 200)
 
 
-def _chosen_quote(request: HttpRequest) -> tuple[Product, dict[str, int], Quote] | HttpResponse:
-    """The product, session choice and its current price, or a redirect to the catalog."""
+def _chosen_quote(request: HttpRequest) -> tuple[Catalog, dict[str, int], Quote] | HttpResponse:
+    """The catalog, session choice and its current price, or a redirect to the catalog."""
     choice = _session_choice(request)
     if choice is None:
         messages.info(request, MSG_CHOOSE_FIRST)
         return redirect("shop:catalog")
     try:
-        product = product_default()
-        quote = quote_build(product=product, channel=CHANNEL, package_id=choice.get("package_id"),
-                            quantity=choice.get("quantity"))
+        catalog = catalog_current()
+        quote = catalog.quote(channel=CHANNEL, package_id=choice.get("package_id"),
+                              quantity=choice.get("quantity"))
     except CatalogError as exc:
-        request.session.pop(SESSION_CHOICE, None)
-        messages.error(request, _("%(reason)s Please choose again.") % {"reason": exc})
-        return redirect("shop:catalog")
-    return product, choice, quote
+        return _choose_again(request, exc)
+    return catalog, choice, quote
+
+
+def _choose_again(request: HttpRequest, exc: CatalogError) -> HttpResponse:
+    """The buyer's choice is no longer on sale: forget it and send them back to the catalog."""
+    request.session.pop(SESSION_CHOICE, None)
+    messages.error(request, _("%(reason)s Please choose again.") % {"reason": exc})
+    return redirect("shop:catalog")
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -283,8 +314,6 @@ def recipient(request: HttpRequest) -> HttpResponse:
     form = RecipientForm(initial={"recipient": current["input"]} if current else None)
     status = 200
     if request.method == "POST":
-        # A failed attempt must not leave an earlier account silently confirmed.
-        request.session.pop(SESSION_RECIPIENT, None)
         form = RecipientForm(request.POST)
         status = 400
         if form.is_valid():
@@ -304,10 +333,13 @@ def recipient(request: HttpRequest) -> HttpResponse:
                 logger.warning("recipient check failed: %r", exc)
                 form.add_error("recipient", MSG_SUPPLIER_DOWN)
             else:
-                request.session[SESSION_RECIPIENT] = {
-                    "input": normalised, "user_id": info.user_id, "username": info.username or "",
-                }
+                confirmed = {"input": normalised, "user_id": info.user_id,
+                             "username": info.username or ""}
+                if confirmed != current:  # the same account again: nothing to write
+                    request.session[SESSION_RECIPIENT] = confirmed
                 return redirect("shop:confirm")
+        # A failed attempt must not leave an earlier account silently confirmed.
+        request.session.pop(SESSION_RECIPIENT, None)
     return _page(request, "shop/recipient.html", {
         "quote": _quote_context(quote), "form": form,
     }, status=status)
@@ -330,7 +362,7 @@ def confirm(request: HttpRequest) -> HttpResponse:
     chosen = _chosen_quote(request)
     if isinstance(chosen, HttpResponse):
         return chosen
-    product, choice, quote = chosen
+    catalog, choice, quote = chosen
     current = _session_recipient(request)
     if current is None:
         messages.info(request, MSG_RECIPIENT_FIRST)
@@ -344,9 +376,9 @@ def confirm(request: HttpRequest) -> HttpResponse:
     promo_error = ""
     if code:
         try:
-            quote = quote_build(product=product, channel=CHANNEL, promo_code=code,
-                                buyer=_buyer_identity(request, email),
-                                package_id=choice.get("package_id"), quantity=choice.get("quantity"))
+            quote = catalog.quote(channel=CHANNEL, promo_code=code,
+                                  buyer=_buyer_identity(request, email),
+                                  package_id=choice.get("package_id"), quantity=choice.get("quantity"))
         except PromoCodeError as exc:
             promo_error = str(exc)
             if not posting:
@@ -369,17 +401,20 @@ def confirm(request: HttpRequest) -> HttpResponse:
         status = 400 if promo_error else 200
     elif posting:
         form = ConfirmForm(request.POST, payment_methods=methods)
-        issued = request.session.get(SESSION_CONFIRM_TOKENS) or {}
         if form.is_valid():
-            shown = issued.get(form.cleaned_data["token"])
+            shown = _confirm_token_shown(request, form.cleaned_data["token"])
             if promo_error:
                 form.add_error("promo_code", promo_error)
             elif shown is None:
                 form.add_error(None, EXPIRED_FORM_MESSAGE)
-            elif shown != fingerprint:
+            elif shown != _fingerprint_digest(fingerprint):
                 form.add_error(None, MSG_CHANGED)
             else:
-                outcome = _order_place(request, form.cleaned_data, product, choice, current, code)
+                try:
+                    outcome = _order_place(request, form.cleaned_data, choice, current, code)
+                except CatalogError as exc:
+                    # Withdrawn since the page's catalog reading (CATALOG_CACHE_SECONDS).
+                    return _choose_again(request, exc)
                 if isinstance(outcome, str):
                     form.add_error(None, outcome)
                 else:
@@ -397,6 +432,8 @@ def confirm(request: HttpRequest) -> HttpResponse:
         "handle": recipient_handle(current.get("username"), current["user_id"]),
         "user_id": current["user_id"],
         "form": form,
+        # The unbound method choices are cached by what they offer (labels carry prices).
+        "methods_key": "|".join(f"{code}={label}" for code, label in methods),
         "no_methods": not methods,
         # Methods exist, but none may sell this package or amount (the margin guard).
         "not_offered": bool(quote.methods) and not methods,
@@ -407,10 +444,16 @@ def confirm(request: HttpRequest) -> HttpResponse:
     }, status=status)
 
 
-def _order_place(request: HttpRequest, cleaned: dict[str, Any], product: Product,
-                 choice: dict[str, int], current: dict[str, str], promo_code: str) -> Order | str:
-    """Create the order once per confirm token; returns it, or a message for the buyer."""
+def _order_place(request: HttpRequest, cleaned: dict[str, Any], choice: dict[str, int],
+                 current: dict[str, str], promo_code: str) -> Order | str:
+    """Create the order once per confirm token; returns it, or a message for the buyer.
+
+    The product is read afresh, not taken from the catalog reading the page was priced from:
+    the order is priced from the database as it stands now. Raises CatalogError when the
+    choice is no longer on sale.
+    """
     try:
+        product = product_default()
         return order_create(
             channel=CHANNEL,
             product=product,
@@ -431,8 +474,6 @@ def _order_place(request: HttpRequest, cleaned: dict[str, Any], product: Product
         return str(MSG_METHOD_UNAVAILABLE)
     except PromoCodeError as exc:
         return str(exc)
-    except CatalogError as exc:
-        return _("%(reason)s Please go back to the catalog and choose again.") % {"reason": exc}
 
 
 def _sandbox_payable(order: Order) -> bool:

@@ -242,7 +242,7 @@ def test_confirm_form_wants_no_preselection_among_several():
 @pytest.mark.parametrize("data, field", [
     ({"payment_method": "sandbox"}, "token"),
     ({"token": "t", "payment_method": "ton"}, "payment_method"),
-    ({"token": "x" * 65, "payment_method": "sandbox"}, "token"),
+    ({"token": "x" * 91, "payment_method": "sandbox"}, "token"),
 ])
 def test_confirm_form_errors(data, field):
     form = ConfirmForm(data, payment_methods=[("sandbox", "Sandbox")])
