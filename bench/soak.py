@@ -15,8 +15,9 @@ Load for the whole run, all at once:
 - orders placed and paid at ``--orders-per-second`` by a long-lived ``manage.py shell`` loop
   (order_create for the bot channel, then order_pay_sandbox, which marks it paid through the
   payment inbox), so the cluster fulfils them and sends the buyers' notices through the fake;
-- bot updates at ``--updates-per-second`` from ``--users`` users: /start, /buy, /cancel and
-  taps on the catalog's package buttons, fed to getUpdates.
+- bot updates at ``--updates-per-second`` from ``--users`` returning users (/start, /buy,
+  /cancel and taps on the catalog's package buttons) and, for ``--new-users`` of them, from a
+  user the bot has never seen (/start), so memory kept per user would show; fed to getUpdates.
 
 Every ``--sample-seconds`` it reads VmRSS and VmHWM (the peak) from /proc/<pid>/status of every
 process, by role: gunicorn master, web worker, qcluster main, sentinel, monitor, pusher,
@@ -25,6 +26,11 @@ a new pid under the same role is a recycling event, counted and timed. The verdi
 compares the median RSS of the second minute with that of the last minute and fits a line
 (MB/min) over the last 8 minutes (the second half of a shorter run). ``--no-recycle`` turns
 both recyclings off (WEB_MAX_REQUESTS=0, Q_RECYCLE), so growth they would hide shows.
+``--tracemalloc`` runs the shop's processes with bench/memtrace/ on PYTHONPATH: each writes a
+tracemalloc snapshot every minute, and the report diffs, per role, the longest-lived process's
+snapshot of the second minute against its last one (what grew, by source line).
+``--gc-seconds N`` instead makes them run a full garbage collection every N seconds: growth
+that goes away with it is garbage in reference cycles waiting for the collector, not a leak.
 
 The figure (``var/bench/soak.json``): per role start, peak, end, growth and slope; ``ratio`` is
 the smallest of (second-minute RSS ÷ last-minute RSS) over the shop's roles: 1.0 when flat,
@@ -37,6 +43,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -66,6 +73,7 @@ REDIS_URL = "redis://127.0.0.1:6379/6"
 Q_WORKERS = 2
 BOT_USERS_FIRST = 720_000_001
 BUYERS_FIRST = 730_000_001
+NEW_USERS_FIRST = 740_000_000
 BUYERS = 100
 WRK_ROUND_SECONDS = 30
 # The shop's own processes; the driver, the supplier fake and the order loader are reported
@@ -291,8 +299,9 @@ class Load:
     """The three streams of load and what they counted, minute by minute."""
 
     def __init__(self, *, base: str, fake: FakeTelegram, users: list[FakeUser], deadline: float,
-                 updates_per_second: float, wrk_connections: int) -> None:
-        self.base, self.fake, self.users = base, fake, users
+                 updates_per_second: float, new_users: float, wrk_connections: int) -> None:
+        self.base, self.fake, self.users, self.new_users = base, fake, users, new_users
+        self.newcomers = 0
         self.deadline, self.updates_per_second = deadline, updates_per_second
         self.wrk_connections = wrk_connections
         self.stop = threading.Event()
@@ -315,6 +324,16 @@ class Load:
         interval = 1 / self.updates_per_second
         sent = 0
         while not self.stop.is_set() and time.monotonic() < self.deadline:
+            if rng.random() < self.new_users:
+                self.newcomers += 1
+                newcomer = self.fake.user(NEW_USERS_FIRST + self.newcomers, f"New{self.newcomers}")
+                self.fake.push_update(newcomer.text("/start"))
+                self.updates.append(time.monotonic() - self.started)
+                sent += 1
+                delay = self.started + sent * interval - time.monotonic()
+                if delay > 0:
+                    self.stop.wait(delay)
+                continue
             user = rng.choice(self.users)
             mine = self.fake.bot_messages(user.id)
             packages = [button["callback_data"] for button in (mine[-1].buttons if mine else [])
@@ -364,13 +383,20 @@ def main() -> None:
     parser.add_argument("--sample-seconds", type=float, default=5.0)
     parser.add_argument("--orders-per-second", type=float, default=2.0)
     parser.add_argument("--updates-per-second", type=float, default=5.0)
-    parser.add_argument("--users", type=int, default=200, help="bot users sending updates")
+    parser.add_argument("--users", type=int, default=200, help="returning bot users")
+    parser.add_argument("--new-users", type=float, default=0.2,
+                        help="share of updates from a user new to the bot")
     parser.add_argument("--wrk-connections", type=int, default=4)
     parser.add_argument("--web-workers", type=int, default=None,
                         help="gunicorn workers (default: gunicorn.conf.py's)")
     parser.add_argument("--latency-seconds", type=float, default=0.2, help="supplier, per call")
     parser.add_argument("--no-recycle", action="store_true",
                         help="no worker recycling (gunicorn max_requests, django-q2 recycle)")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="snapshot diffs per role (bench/memtrace/sitecustomize.py)")
+    parser.add_argument("--gc-seconds", type=float, default=0.0,
+                        help="a full gc.collect() this often in the shop's processes "
+                             "(bench/memtrace/sitecustomize.py): is what grows cyclic garbage?")
     parser.add_argument("--postgres", default=POSTGRES_URL)
     parser.add_argument("--redis", default=REDIS_URL)
     args = parser.parse_args()
@@ -393,6 +419,16 @@ def main() -> None:
     with Shop(database=args.database, postgres_url=args.postgres, redis_url=args.redis,
               extra_env=extra_env) as shop:
         shop.setup()
+        trace_dir = RESULTS / "soak_tracemalloc"
+        if args.tracemalloc:
+            # The processes that run through the soak only (not migrate and the set-up).
+            shutil.rmtree(trace_dir, ignore_errors=True)
+            trace_dir.mkdir(parents=True)
+            shop.env.update({"PYTHONPATH": str(ROOT / "bench" / "memtrace"),
+                             "MEMTRACE_DIR": str(trace_dir), "MEMTRACE_SECONDS": "60"})
+        elif args.gc_seconds:
+            shop.env.update({"PYTHONPATH": str(ROOT / "bench" / "memtrace"),
+                             "MEMTRACE_GC_SECONDS": str(args.gc_seconds)})
         supplier_args = [sys.executable, "-m", "fakes.supplier", "--host", "127.0.0.1",
                          "--port", str(supplier_port), "--db", str(shop.tmp / "supplier.sqlite3"),
                          "--api-key", "soak-key", "--balance", "100000000"]
@@ -417,9 +453,9 @@ def main() -> None:
                 raise SystemExit((shop.tmp / "qcluster.log").read_text(errors="replace")[-3000:])
             time.sleep(0.2)
 
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         load = Load(base=base, fake=fake, users=users, deadline=started + seconds,
-                    updates_per_second=args.updates_per_second,
+                    updates_per_second=args.updates_per_second, new_users=args.new_users,
                     wrk_connections=args.wrk_connections)
         load.started = started
         threads = [threading.Thread(target=load.catalog, name="soak-wrk", daemon=True),
@@ -451,10 +487,11 @@ def main() -> None:
         time.sleep(5)
         outcome = json.loads(shop.shell(
             "import json; from django.db.models import Count; from orders.models import Order; "
-            "from bots.models import BuyerNotice; "
+            "from bots.models import BuyerNotice; from django_q.brokers import get_broker; "
             "print(json.dumps({'orders': dict(Order.objects.values_list('status')"
             ".annotate(n=Count('id'))), 'notices': dict(BuyerNotice.objects"
-            ".values_list('outcome').annotate(n=Count('id')))}))").strip().splitlines()[-1])
+            ".values_list('outcome').annotate(n=Count('id'))), "
+            "'queued_tasks': get_broker().queue_size()}))").strip().splitlines()[-1])
         logs = {name: (shop.tmp / f"{name}.log").read_text(errors="replace")
                 for name in ("gunicorn", "qcluster", "runbot", "loader", "supplier")}
         loader_lines = [json.loads(line) for line in logs["loader"].splitlines()
@@ -477,6 +514,9 @@ def main() -> None:
     data = {
         "database": args.database, "minutes": minutes, "quick": args.quick,
         "recycling_on": not args.no_recycle, "sample_seconds": args.sample_seconds,
+        "gc_seconds": args.gc_seconds or None,
+        # glibc's malloc arenas (one per thread up to 8 × cores): set in the environment to try.
+        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
         "ratio": round(min(growth_ratios), 3) if growth_ratios else None,
         "grows": sorted(role for role, s in summary.items() if role in SHOP_ROLES and s.get("grows")),
         "roles": summary,
@@ -488,20 +528,59 @@ def main() -> None:
             "orders": {"progress_last": progress[-1] if progress else None,
                        "errors": [line["error"] for line in loader_lines if "error" in line][:5],
                        "per_second": args.orders_per_second, "final_status": outcome["orders"],
-                       "notices": outcome["notices"]},
-            "bot": {"updates": len(load.updates), "per_minute": per_minute(load.updates, seconds),
+                       "notices": outcome["notices"], "tasks_queued_at_end": outcome["queued_tasks"]},
+            "bot": {"updates": len(load.updates), "new_users": load.newcomers,
+                    "per_minute": per_minute(load.updates, seconds),
                     "replies": bot_replies, "unanswered_callback_queries": len(fake.unanswered_queries())},
             "supplier_latency_seconds": args.latency_seconds if latency else None,
         },
         "errors_in_logs": {name: sum(text.count(word) for word in ("Traceback", "database is locked"))
                            for name, text in logs.items()},
+        # Replacements that were not recycling (logged at WARNING and above, unlike recycling).
+        "workers_died": {"web (gunicorn WORKER TIMEOUT or killed)": sum(
+                             logs["gunicorn"].count(word) for word in ("WORKER TIMEOUT", "was sent SIG")),
+                         "cluster (django-q2 reincarnated)": logs["qcluster"].count("reincarnated")},
         "exited_early": dead,
     }
+    if args.tracemalloc:
+        data["tracemalloc"] = memtrace_report(trace_dir, roles, started_wall)
     fake.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "soak_samples.json").write_text(json.dumps(samples))
     result_write("soak", data)
     print(table(summary), file=sys.stderr)
+
+
+def memtrace_report(trace_dir: Path, roles: Roles, started_wall: float) -> dict[str, Any]:
+    """Per role: what grew between the second minute and the end in its longest-lived process."""
+    import tracemalloc
+
+    report: dict[str, Any] = {}
+    for role in SHOP_ROLES:
+        instances = sorted((i for i in roles.instances.values() if i.role == role),
+                           key=lambda i: i.last - i.first)
+        if not instances:
+            continue
+        pid = instances[-1].pid
+        dumps = sorted(trace_dir.glob(f"{pid}-*.pickle"))
+        timed = [(path.stat().st_mtime - started_wall, path) for path in dumps]
+        early = [path for t, path in timed if t >= 120] or [path for _, path in timed]
+        if len(timed) < 2 or early[0] == timed[-1][1]:
+            continue
+        old = tracemalloc.Snapshot.load(str(early[0]))
+        new = tracemalloc.Snapshot.load(str(timed[-1][1]))
+        lines = new.compare_to(old, "lineno")
+        report[role] = {
+            "pid": pid, "from": early[0].name, "to": timed[-1][1].name,
+            "traced_growth_kb": round(sum(stat.size_diff for stat in lines) / 1024, 1),
+            "top": [f"{stat.size_diff / 1024:+.1f} kB {stat.count_diff:+d} blocks "
+                    f"{stat.traceback[0].filename}:{stat.traceback[0].lineno}"
+                    for stat in lines[:12]],
+            "top_tracebacks": [
+                [f"{stat.size_diff / 1024:+.1f} kB", *stat.traceback.format(limit=8)]
+                for stat in new.compare_to(old, "traceback")[:3]],
+        }
+    return report
 
 
 def table(summary: dict[str, dict[str, Any]]) -> str:
@@ -518,7 +597,7 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
             f"| {s['baseline_mb']:.1f} | {s['last_mb']:.1f} | {s['end_mb']:.0f} "
             f"| {s['slope_mb_per_min'] if s['slope_mb_per_min'] is not None else '–'} "
             f"| {s['life_slope_mb_per_min'] if s['life_slope_mb_per_min'] is not None else '–'} "
-            f"| {'yes' if s['grows'] else 'no'} |")
+            f"| {('yes' if s['grows'] else 'no') if role in SHOP_ROLES else '(load generator)'} |")
     return "\n".join(lines)
 
 
