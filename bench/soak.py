@@ -155,6 +155,18 @@ def proc_memory(pid: int) -> tuple[int, int] | None:
     return (rss, hwm) if rss else None
 
 
+def proc_handles(pid: int) -> tuple[int, int]:
+    """(threads, open file descriptors): what leaks besides memory, 0 when unreadable."""
+    threads = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                threads = int(line.split()[1])
+        return threads, len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, ValueError):
+        return threads, 0
+
+
 @dataclass
 class Instance:
     """One process of a role, from its first sample to its last."""
@@ -233,12 +245,16 @@ class Roles:
             if pid not in seen:
                 instance.gone = True
         by_role: dict[str, list[float]] = {}
+        handles: dict[str, list[tuple[int, int]]] = {}
         for pid in seen:
             instance = self.instances[pid]
             by_role.setdefault(instance.role, []).append(instance.samples[-1][1])
+            handles.setdefault(instance.role, []).append(proc_handles(pid))
         return {"t": round(t, 1), "load": round(os.getloadavg()[0], 2),
                 "roles": {role: {"n": len(values), "rss_mb": round(statistics.fmean(values), 1),
-                                 "rss_max_mb": round(max(values), 1)}
+                                 "rss_max_mb": round(max(values), 1),
+                                 "threads_max": max(threads for threads, _ in handles[role]),
+                                 "fds_max": max(fds for _, fds in handles[role])}
                           for role, values in sorted(by_role.items())}}
 
 
@@ -283,8 +299,12 @@ def role_summary(role: str, samples: list[dict[str, Any]], instances: list[Insta
     lives = [slope_per_minute([(t, mb) for t, mb in instance.samples if t >= instance.first + 60])
              for instance in instances if instance.last - instance.first >= 120]
     lives_known = [value for value in lives if value is not None]
+    threads = [s["roles"][role]["threads_max"] for s in samples if role in s["roles"]]
+    fds = [s["roles"][role]["fds_max"] for s in samples if role in s["roles"]]
     return {
         "instances": len(instances),
+        "threads_start_end_max": [threads[0], threads[-1], max(threads)],
+        "fds_start_end_max": [fds[0], fds[-1], max(fds)],
         "recycled": sum(1 for instance in instances if instance.gone) if role in RECYCLED_ROLES else None,
         "start_mb": series[0][1], "peak_mb": round(max(i.hwm_mb for i in instances), 1),
         "end_mb": series[-1][1], "baseline_mb": round(base_mb, 1), "last_mb": round(last_mb, 1),

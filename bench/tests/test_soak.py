@@ -67,7 +67,8 @@ def test_slope_in_mb_per_minute():
 
 
 def _samples(role: str, rss_at) -> list[dict]:
-    return [{"t": t, "load": 0.0, "roles": {role: {"n": 1, "rss_mb": rss_at(t), "rss_max_mb": rss_at(t)}}}
+    return [{"t": t, "load": 0.0, "roles": {role: {"n": 1, "rss_mb": rss_at(t), "rss_max_mb": rss_at(t),
+                                            "threads_max": 3, "fds_max": 9}}}
             for t in range(0, 601, 5)]
 
 
