@@ -329,6 +329,9 @@ Q_CLUSTER = {
     "catch_up": False,
     "poll": env.float("Q_POLL", default=0.2),
     "save_limit": 1000,
+    # A worker is replaced after this many tasks (django-q2's default); bench/soak.py raises
+    # it to see growth that recycling would hide.
+    "recycle": env.int("Q_RECYCLE", default=500),
     "label": "Task queue",
 }
 if REDIS_URL:
