@@ -121,8 +121,8 @@ class _ThreadState:
             if connection.connection is None:
                 continue
             if self._known.get(connection.alias) is not connection.connection:
-                # Opened during this step: Django set close_at from CONN_MAX_AGE, which is 0
-                # (close after each request) unless the site keeps connections longer.
+                # Opened during this step: Django set close_at from the site's CONN_MAX_AGE
+                # (DATABASE_CONN_MAX_AGE); the bot keeps it at least CONNECTION_MAX_AGE.
                 self._known[connection.alias] = connection.connection
                 max_age = connection.settings_dict["CONN_MAX_AGE"]
                 if max_age is not None and max_age < CONNECTION_MAX_AGE:

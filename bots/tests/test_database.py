@@ -48,8 +48,14 @@ def test_steps_run_side_by_side() -> None:
     assert len(names) == 3
 
 
+@pytest.fixture
+def site_closes_per_request(monkeypatch) -> None:
+    """DATABASE_CONN_MAX_AGE=0: the site closes its connection after every request."""
+    monkeypatch.setitem(connections["default"].settings_dict, "CONN_MAX_AGE", 0)
+
+
+@pytest.mark.usefixtures("site_closes_per_request")
 def test_a_thread_keeps_its_connection_between_steps(threads: DatabaseThreads, settings) -> None:
-    assert connections["default"].settings_dict["CONN_MAX_AGE"] == 0  # the site closes per request
     wrapper, first = threads.submit(_wrapper_and_raw).result(10)
     _wrapper, second = threads.submit(_wrapper_and_raw).result(10)
     assert first is not None and second is first
@@ -57,6 +63,7 @@ def test_a_thread_keeps_its_connection_between_steps(threads: DatabaseThreads, s
     assert wrapper.connection is None  # closed when the thread ended
 
 
+@pytest.mark.usefixtures("site_closes_per_request")
 def test_an_old_connection_is_replaced(threads: DatabaseThreads, monkeypatch) -> None:
     monkeypatch.setattr(database, "CONNECTION_MAX_AGE", 0.0)
     _wrapper, first = threads.submit(_wrapper_and_raw).result(10)
