@@ -31,11 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     Shop,
-    free_port,
     interleaved,
     ratio_summary,
     result_write,
-    wait_http,
     wrk_parse,
 )
 
@@ -95,12 +93,7 @@ def main() -> None:
 
     with Shop(database=args.database, postgres_url=args.postgres, redis_url=args.redis) as shop:
         shop.setup()
-        supplier_port = free_port()
-        supplier = shop.start([sys.executable, "-m", "fakes.supplier", "--port", str(supplier_port),
-                               "--db", str(shop.tmp / "supplier.sqlite3")], "supplier")
-        wait_http(f"http://127.0.0.1:{supplier_port}/_sandbox/orders", supplier,
-                  shop.tmp / "supplier.log")
-        base = shop.gunicorn(env={"SUPPLIER_BASE_URL": f"http://127.0.0.1:{supplier_port}"})
+        base = shop.gunicorn(env={"SUPPLIER_BASE_URL": shop.supplier()})
         runs: dict[str, list[dict[str, float]]] = {"shop": [], "reference": []}
         placed = {"orders": 0, "unexpected": 0, "server_errors": 0}
 

@@ -61,6 +61,14 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "system": platform.platform()}
 
 
+def tagged(output: str, tag: str) -> Any:
+    """The JSON a set-up script printed after `TAG ` on a line of its own."""
+    for line in output.splitlines():
+        if line.startswith(tag + " "):
+            return json.loads(line[len(tag) + 1:])
+    raise SystemExit(f"no {tag} line in:\n{output[-3000:]}")
+
+
 def postgres_recreate(url: str) -> None:
     import psycopg
 
@@ -159,6 +167,15 @@ class Shop:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz", process, self.tmp / "gunicorn.log")
         return base
+
+    def supplier(self, *options: str, port: int | None = None) -> str:
+        """Start the sandbox supplier (fakes/supplier.py) as a process; returns its URL."""
+        port = port or free_port()
+        process = self.start([sys.executable, "-m", "fakes.supplier", "--port", str(port),
+                              "--db", str(self.tmp / "supplier.sqlite3"), *options], "supplier")
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/_sandbox/traffic", process, self.tmp / "supplier.log")
+        return url
 
     def qcluster(self, env: dict[str, str] | None = None) -> subprocess.Popen:
         return self.start([sys.executable, "manage.py", "qcluster"], "qcluster", env)

@@ -25,7 +25,6 @@ its Stars, and every order delivered.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Shop, free_port, result_write, wait_http  # noqa: E402
+from bench.common import Shop, free_port, result_write, tagged  # noqa: E402
 
 PLACE = """
 import json
@@ -82,12 +81,6 @@ print("ROWS " + json.dumps({{"paid_in": paid_in, "rows": rows}}, default=str))
 """
 
 
-def _tagged(output: str, tag: str):
-    for line in output.splitlines():
-        if line.startswith(tag + " "):
-            return json.loads(line[len(tag) + 1:])
-    raise SystemExit(f"no {tag} line in:\n{output[-3000:]}")
-
 
 def _percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
@@ -100,7 +93,7 @@ def _percentile(values: list[float], pct: float) -> float:
 def _phase(shop: Shop, ids: list[int], *, interval: float, timeout: float) -> dict:
     from datetime import datetime
 
-    result = _tagged(shop.shell(PAY_AND_WAIT.format(ids=ids, interval=interval, timeout=timeout),
+    result = tagged(shop.shell(PAY_AND_WAIT.format(ids=ids, interval=interval, timeout=timeout),
                                 timeout=timeout + 120), "ROWS")
     rows = result["rows"]
     latencies = []
@@ -166,13 +159,10 @@ def main() -> None:
         "Q_WORKERS": str(args.workers), **extra}) as shop:
         print(f"set-up ({args.database}) in {shop.tmp} ...", flush=True)
         shop.setup()
-        process = shop.start([sys.executable, "-m", "fakes.supplier", "--port", str(port),
-                              "--db", str(shop.tmp / "supplier.sqlite3"),
-                              "--balance", "100000000", "--latency-seconds", str(args.latency),
-                              "--rate-limit", str(args.supplier_rate)], "supplier")
-        wait_http(f"{supplier}/_sandbox/traffic", process, shop.tmp / "supplier.log")
-        flash_ids = _tagged(shop.shell(PLACE.format(count=args.orders, first_user=7_100_000_000)), "IDS")
-        steady_ids = _tagged(shop.shell(PLACE.format(count=steady_count, first_user=7_200_000_000)), "IDS")
+        shop.supplier("--balance", "100000000", "--latency-seconds", str(args.latency),
+                      "--rate-limit", str(args.supplier_rate), port=port)
+        flash_ids = tagged(shop.shell(PLACE.format(count=args.orders, first_user=7_100_000_000)), "IDS")
+        steady_ids = tagged(shop.shell(PLACE.format(count=steady_count, first_user=7_200_000_000)), "IDS")
         shop.qcluster()
         time.sleep(4)  # the cluster's workers up and idle
         requests.post(f"{supplier}/_sandbox/reset", timeout=10)  # traffic counts from here

@@ -22,10 +22,8 @@ showed, and no ledger row ever left a balance below zero. Nothing leaves the mac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,11 +34,14 @@ import uuid
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import free_port, postgres_recreate, tagged  # noqa: E402
+
 START_BALANCE = Decimal("1000000.00")
 
 SETUP = """
@@ -84,36 +85,12 @@ print("REPORT " + json.dumps(report))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _manage(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise SystemExit(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
-
-
-def _tagged(output: str, tag: str) -> object:
-    for line in output.splitlines():
-        if line.startswith(tag + " "):
-            return json.loads(line[len(tag) + 1:])
-    raise SystemExit(f"no {tag} line in:\n{output}")
-
-
-def _postgres_recreate(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
 
 
 class Client(threading.Thread):
@@ -174,11 +151,11 @@ def main() -> None:
            "LOG_LEVEL": "WARNING",
            # Rate limits out of the way: the bench measures the top-up, not the limiter.
            "PARTNER_API_RATE": "1000000/minute", "PARTNER_API_RATE_PER_IP": "1000000/minute",
-           "SUPPLIER_BASE_URL": f"http://127.0.0.1:{_free_port()}"}
+           "SUPPLIER_BASE_URL": f"http://127.0.0.1:{free_port()}"}
     if args.database == "sqlite":
         env.update({"DATABASE_URL": "", "SQLITE_PATH": str(tmp / "db.sqlite3"), "REDIS_URL": ""})
     else:
-        _postgres_recreate(args.postgres)
+        postgres_recreate(args.postgres)
         env.update({"DATABASE_URL": args.postgres, "REDIS_URL": args.redis})
         import redis
 
@@ -186,11 +163,11 @@ def main() -> None:
     env.pop("WEB_CONCURRENCY", None)  # gunicorn.conf.py's own default
 
     print(f"set-up ({args.database}) in {tmp} ...", flush=True)
-    tokens = _tagged(_manage(env, "shell", "-c", SETUP.format(
+    tokens = tagged(_manage(env, "shell", "-c", SETUP.format(
         partners=args.partners, topup=START_BALANCE)), "KEYS")
     assert isinstance(tokens, list)
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(tmp / "gunicorn.log", "wb")  # noqa: SIM115
     server = subprocess.Popen(
@@ -272,7 +249,7 @@ def main() -> None:
     errors = {code: count for code, count in outcomes.items() if code != "accepted"}
     print(f"errors by code: {errors or 'none'}")
 
-    report = _tagged(_manage(env, "shell", "-c", VERIFY), "REPORT")
+    report = tagged(_manage(env, "shell", "-c", VERIFY), "REPORT")
     assert isinstance(report, dict)
     problems = []
     for client in clients:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import HOST, ROOT, Shop, free_port, wait_http  # noqa: E402
+from bench.common import HOST, ROOT, Shop  # noqa: E402
 
 CHILD = r'''
 import cProfile, io, pstats, re, sys, collections
@@ -154,15 +154,11 @@ def main() -> None:
     args = parser.parse_args()
     with Shop(database=args.database, postgres_url=args.postgres, redis_url=args.redis) as shop:
         shop.setup()
-        supplier_port = free_port()
-        supplier = shop.start([sys.executable, "-m", "fakes.supplier", "--port", str(supplier_port),
-                               "--db", str(shop.tmp / "supplier.sqlite3")], "supplier")
-        wait_http(f"http://127.0.0.1:{supplier_port}/_sandbox/orders", supplier,
-                  shop.tmp / "supplier.log")
+        supplier = shop.supplier()
         code = CHILD % {"host": HOST, "what": args.what, "requests": args.requests,
                         "sort": args.sort, "limit": args.limit}
         env = {**shop.env, "DJANGO_SETTINGS_MODULE": "reseller.settings", "BENCH_URLCONF": "bench.urls",
-               "SUPPLIER_BASE_URL": f"http://127.0.0.1:{supplier_port}"}
+               "SUPPLIER_BASE_URL": supplier}
         subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
 
 
