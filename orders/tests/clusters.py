@@ -46,6 +46,22 @@ def cluster_env(supplier_url: str, supplier_api_key: str, **overrides: str) -> d
     }
 
 
+def cluster_test_env(sandbox_supplier, settings, **overrides: str) -> dict[str, str]:
+    """This test process and its cluster subprocesses on one sandbox supplier, catalogue and
+    schedules, with timings short enough for tests; `overrides` add to the cluster's env."""
+    settings.SUPPLIER_BASE_URL = sandbox_supplier.url
+    settings.SUPPLIER_API_KEY = sandbox_supplier.api_key
+    demo_catalog_load()
+    from orders.schedules import schedules_ensure
+
+    schedules_ensure()
+    return cluster_env(
+        sandbox_supplier.url, sandbox_supplier.api_key,
+        SUPPLIER_TIMEOUT="5", FULFILMENT_UNKNOWN_GRACE_SECONDS="1",
+        FULFILMENT_POLL_FIRST_DELAY="0.2", Q_TIMEOUT="60", Q_RETRY="90", **overrides,
+    )
+
+
 class Cluster:
     """A `manage.py qcluster` process group we can start, kill -9, stop and start again."""
 

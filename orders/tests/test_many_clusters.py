@@ -18,9 +18,7 @@ from django.db import connection
 from orders import services
 from orders.models import Order, OrderEvent, SupplierAttempt
 from orders.models import OrderStatus as S
-from orders.schedules import schedules_ensure
-from orders.tests.clusters import Cluster, cluster_env, paid_order
-from shop.demo import demo_catalog_load
+from orders.tests.clusters import Cluster, cluster_test_env, paid_order
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
 
@@ -35,17 +33,9 @@ def sandbox_supplier_options(sandbox_supplier_options):
 
 @pytest.fixture
 def clusters(sandbox_supplier, settings, tmp_path):
-    settings.SUPPLIER_BASE_URL = sandbox_supplier.url
-    settings.SUPPLIER_API_KEY = sandbox_supplier.api_key
     settings.SUPPLIER_TIMEOUT = 5.0
-    demo_catalog_load()
-    schedules_ensure()
-    env = cluster_env(
-        sandbox_supplier.url, sandbox_supplier.api_key,
-        SUPPLIER_TIMEOUT="5", FULFILMENT_UNKNOWN_GRACE_SECONDS="1",
-        FULFILMENT_POLL_FIRST_DELAY="0.2", Q_TIMEOUT="60", Q_RETRY="90",
-        FULFILMENT_CONCURRENCY="8", RECOVERY_TICK_SECONDS="0.5",
-    )
+    env = cluster_test_env(sandbox_supplier, settings, FULFILMENT_CONCURRENCY="8",
+                           RECOVERY_TICK_SECONDS="0.5")
     started = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
