@@ -14,7 +14,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core import signing
+from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -227,6 +229,12 @@ def _request_key(token: str) -> str:
 # --- Pages ----------------------------------------------------------------------------------
 
 
+# The catalog page as a visitor without messages sees it, kept per process (CACHES["local"])
+# by language, catalog reading and chosen package; the CSRF token goes in per request.
+CATALOG_PAGE_SECONDS = 10
+_CSRF_SLOT = "csrf-token-slot-5f0c2e"
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def catalog(request: HttpRequest) -> HttpResponse:
     """The packages and the custom amount; choosing one stores it and asks for the recipient."""
@@ -237,8 +245,8 @@ def catalog(request: HttpRequest) -> HttpResponse:
     product = catalog.product
     # The margin guard: a package no method of ours may sell is not offered at all.
     packages = catalog.packages_offered(CHANNEL)
-    package_form = PackageChoiceForm(packages=packages)
-    custom_form = CustomAmountForm(product=product)
+    package_form: PackageChoiceForm | None = None
+    custom_form: CustomAmountForm | None = None
     if request.method == "POST":
         choice: dict[str, int] | None = None
         form: PackageChoiceForm | CustomAmountForm
@@ -262,7 +270,15 @@ def catalog(request: HttpRequest) -> HttpResponse:
                 else:
                     request.session[SESSION_CHOICE] = choice
                     return redirect("shop:recipient")
-    return _page(request, "shop/catalog.html", {
+    selected = _session_choice(request)
+    page_key = None
+    if request.method != "POST" and not request.GET and not len(messages.get_messages(request)):
+        chosen = ",".join(f"{key}={value}" for key, value in (selected or {}).items())
+        page_key = f"catalog_page:{request.path}:{get_language()}:{catalog.serial}:{chosen}"
+        body = caches["local"].get(page_key)
+        if body is not None:
+            return HttpResponse(body.replace(_CSRF_SLOT, get_token(request)))
+    context = {
         # The template caches what only changes with the catalog and the language by this.
         "catalog_serial": catalog.serial,
         "product": product,
@@ -275,10 +291,17 @@ def catalog(request: HttpRequest) -> HttpResponse:
             for package in packages
         ],
         "unit_price": money_display(product.custom_unit_price, product.currency),
-        "package_form": package_form,
-        "custom_form": custom_form,
-        "selected": _session_choice(request),
-    }, status=400 if request.method == "POST" else 200)
+        "package_form": package_form or PackageChoiceForm(packages=packages),
+        "custom_form": custom_form or CustomAmountForm(product=product),
+        "selected": selected,
+    }
+    if page_key is None:
+        return _page(request, "shop/catalog.html", context,
+                     status=400 if request.method == "POST" else 200)
+    # Rendered with a stand-in for the CSRF token, kept, then served with this request's token.
+    body = _page(request, "shop/catalog.html", {**context, "csrf_token": _CSRF_SLOT}).content.decode()
+    caches["local"].set(page_key, body, CATALOG_PAGE_SECONDS)
+    return HttpResponse(body.replace(_CSRF_SLOT, get_token(request)))
 
 
 def _chosen_quote(request: HttpRequest) -> tuple[Catalog, dict[str, int], Quote] | HttpResponse:

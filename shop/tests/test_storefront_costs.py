@@ -6,6 +6,7 @@ Confirm tokens are signed for the session rather than kept in it, and confirming
 account again writes nothing, so a repeat order's pages write no session.
 """
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -65,6 +66,50 @@ def test_a_change_behind_the_orm_shows_once_the_reading_expires(client, standard
     assert selectors._catalog is not None
     selectors._catalog.expires = 0  # CATALOG_CACHE_SECONDS later
     assert "$8.90" in page(client.get(reverse("shop:catalog")))
+
+
+def _csrf_field(html: str) -> str:
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert match, "no CSRF field"
+    return match.group(1)
+
+
+def test_the_kept_catalog_page_carries_each_visitors_own_csrf_token(catalog, standard):
+    """The page is kept whole per process; every visitor still gets a working token of their own."""
+    first, second = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+    html_first = page(first.get(reverse("shop:catalog")))
+    html_second = page(second.get(reverse("shop:catalog")))  # served from the kept page
+
+    assert views._CSRF_SLOT not in html_second
+    token = _csrf_field(html_second)
+    assert token != _csrf_field(html_first)
+    assert "csrftoken" in second.cookies  # the cookie the token belongs to is set
+    assert html_second.replace(token, "T") == html_first.replace(_csrf_field(html_first), "T")
+    # The token works for a POST from that visitor, and only from that visitor.
+    chosen = second.post(reverse("shop:catalog"), {"package": str(standard.pk),
+                                                   "csrfmiddlewaretoken": token})
+    assert chosen.status_code == 302
+    refused = Client(enforce_csrf_checks=True).post(
+        reverse("shop:catalog"), {"package": str(standard.pk), "csrfmiddlewaretoken": token})
+    assert refused.status_code == 403
+
+
+def test_the_kept_catalog_page_is_kept_per_language_and_choice(buyer, catalog, standard):
+    english = page(Client().get(reverse("shop:catalog")))
+    russian = page(Client(headers={"accept-language": "ru"}).get(reverse("shop:catalog")))
+    assert 'lang="en"' in english and 'lang="ru"' in russian
+
+    buyer.choose_package(standard)
+    chosen = page(buyer.client.get(reverse("shop:catalog")))
+    assert "package selected" in chosen and "package selected" not in english
+
+
+def test_a_message_is_shown_not_lost_behind_the_kept_catalog_page(client, catalog):
+    client.get(reverse("shop:catalog"))  # the page is kept
+    sent_back = client.get(reverse("shop:confirm"), follow=True)  # nothing chosen yet
+
+    assert "First choose how many Stars you want." in page(sent_back)
+    assert "First choose how many Stars you want." not in page(client.get(reverse("shop:catalog")))
 
 
 def test_an_order_is_priced_from_the_database_not_from_the_reading(buyer, standard, supplier):
