@@ -1,4 +1,4 @@
-"""The bot's handlers: parse the update, call one bots service through sync_to_async, render.
+"""The bot's handlers: parse the update, call one bots service off the event loop, render.
 
 The ORM is never touched here. Short database steps run on the bot's database threads
 (bots.database: a few threads, each keeping its connection); steps that wait on the supplier
@@ -8,11 +8,13 @@ who is waiting for it. Every callback query is answered, stale and forged ones i
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
@@ -80,11 +82,21 @@ def _fresh_connection(service: Callable[..., R]) -> Callable[..., R]:
 
 
 async def db(service: Callable[..., R], /, **kwargs: Any) -> R:
-    """Run a short database-only service call off the event loop, on a database thread."""
-    # asgiref's hint asks for a ThreadPoolExecutor; it only hands it to loop.run_in_executor,
-    # which takes any Executor.
-    executor = cast(ThreadPoolExecutor, database_threads())
-    return await sync_to_async(service, thread_sensitive=False, executor=executor)(**kwargs)
+    """Run a short database-only service call off the event loop, on a database thread.
+
+    Straight through the loop's executor hook rather than asgiref's sync_to_async, which adds
+    about 0.1 ms per call (thread-local and context bookkeeping these steps do not need). As
+    with sync_to_async, the step runs in a copy of the caller's context, and a cancelled
+    handler waits for its step to finish, so a buyer's next update never overlaps it.
+    """
+    loop = asyncio.get_running_loop()
+    step = loop.run_in_executor(database_threads(),
+                                functools.partial(contextvars.copy_context().run, service, **kwargs))
+    try:
+        return await asyncio.shield(step)
+    except asyncio.CancelledError:
+        await asyncio.wait([step])
+        raise
 
 
 async def db_parallel(service: Callable[..., R], /, **kwargs: Any) -> R:
