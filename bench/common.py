@@ -227,7 +227,8 @@ def wrk(url: str, *, seconds: float, connections: int = 8, threads: int = 2,
     """Run wrk against `url`; requests/s, latency percentiles (ms) and errors."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
-    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(int(seconds), 1)}s",
+    # wrk refuses more threads than connections.
+    args = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(int(seconds), 1)}s",
             "--latency", "--timeout", "10s"]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]

@@ -80,22 +80,29 @@ def commands_text() -> str:
 
 def welcome_screen(step: Step) -> Screen:
     """/start: who we are, what Stars are, the prices, the commands."""
+    body, markup = _welcome_body(step.catalog, get_language())
+    return _("Hi, %(name)s! ⭐") % {"name": step.buyer.first_name or _("there")} + "\n" + body, markup
+
+
+@functools.lru_cache(maxsize=16)
+def _welcome_body(catalog: Catalog | None, language: str) -> Screen:
+    """The welcome below its greeting, built once per catalog read and language (the menus'
+    catalog is at most CATALOG_MAX_AGE old; keyboards are immutable, so one serves every send)."""
     lines = [
-        _("Hi, %(name)s! ⭐") % {"name": step.buyer.first_name or _("there")},
         "",
         _("Here you can buy Telegram Stars for yourself or for anyone on Telegram."),
         # The operator's description of the product, in the buyer's language where it has one.
-        (step.catalog and step.catalog.product.localized("description"))
+        (catalog and catalog.product.localized("description"))
         or _("Stars pay for digital goods in bots and mini apps, for reactions, gifts and "
              "subscriptions, right inside Telegram."),
         "",
     ]
-    if step.catalog is None:
+    if catalog is None:
         lines.append(_("Sorry, nothing is on sale right now. Please try again later."))
     else:
-        lines += [_("Prices:"), *_price_lines(step.catalog, get_language())]
+        lines += [_("Prices:"), *_price_lines(catalog, language)]
     lines += ["", commands_text()]
-    markup = _keyboard([_button(_("⭐ Buy Stars"), data.BUY)]) if step.catalog else None
+    markup = _keyboard([_button(_("⭐ Buy Stars"), data.BUY)]) if catalog else None
     return "\n".join(lines), markup
 
 

@@ -72,3 +72,28 @@ def test_start_for_a_returning_buyer_is_one_query(catalog, kept, django_assert_n
     with django_assert_num_queries(1):
         step = services.welcome_read(account=account)
     assert step.catalog is not None and step.catalog.packages
+
+
+def test_a_returning_buyers_row_is_read_as_the_orm_reads_it(catalog):
+    """The precompiled read (services._user_read) gives what a queryset gives, values converted."""
+    from django.utils import timezone
+
+    from bots.models import TelegramUser
+
+    assert services._user_read(400000005) is None
+    services.buyer_sync(account=services.TelegramAccount(telegram_id=400000005, first_name="Mo",
+                                                         language_code="ru"))
+    TelegramUser.objects.filter(telegram_id=400000005).update(
+        draft={"package_id": 7}, blocked_at=timezone.now(), language="en")
+
+    read = services._user_read(400000005)
+    expected = TelegramUser.objects.get(telegram_id=400000005)
+    assert read is not None and read.pk == expected.pk
+    for field in TelegramUser._meta.concrete_fields:
+        assert getattr(read, field.attname) == getattr(expected, field.attname), field.name
+    assert read.draft == {"package_id": 7} and read.blocked_at.tzinfo is not None
+    # Writing to us again clears the block, through the same read.
+    buyer = services.buyer_sync(account=services.TelegramAccount(
+        telegram_id=400000005, first_name="Mo", language_code="ru"))
+    assert buyer.language == "en" and buyer.draft == {"package_id": 7}
+    assert TelegramUser.objects.get(telegram_id=400000005).blocked_at is None
