@@ -60,6 +60,10 @@ def order_lease_renew(*, order_id: int, owner: str) -> bool:
     return Order.objects.filter(pk=order_id, lease_owner=owner).update(lease_until=until) == 1
 
 
+class LeaseLost(Exception):
+    """This worker's lease passed to another worker: it must not act on the order again."""
+
+
 def order_lease_release(*, order_id: int, owner: str) -> None:
     """Give the order back, so the recovery sweep may hand it out as soon as it is due."""
     Order.objects.filter(pk=order_id, lease_owner=owner).update(lease_owner="", lease_until=None)

@@ -47,6 +47,7 @@ from orders.exceptions import (
 from orders.leases import (
     DISPATCHED,
     LeaseKeeper,
+    LeaseLost,
     lease_free,
     lease_owner_new,
     lease_seconds,
@@ -437,6 +438,9 @@ class _WatchedClient:
     supplier's rate (orders.suppliers.throttle) and tells the lease keeper how long the call
     may take; a 429's Retry-After pauses every caller of that supplier."""
 
+    # Calls that move Stars: sent only while this worker still holds the order's lease.
+    FENCED = frozenset({"place_topup"})
+
     def __init__(self, client: Any, keeper: LeaseKeeper, supplier_code: str) -> None:
         self._client = client
         self._keeper = keeper
@@ -451,6 +455,13 @@ class _WatchedClient:
             # Waiting for a slot is progress too: the keeper may not let the lease lapse.
             self._keeper.expect(throttle.MAX_PAUSE_SECONDS)
             throttle.supplier_slot_wait(self._supplier_code)
+            if name in self.FENCED:
+                # The wait can last seconds (a 429's pause). Had the lease passed to another
+                # worker meanwhile, that worker may already have looked the key up, found
+                # nothing and be about to place it again: this request must not go out late.
+                keeper = self._keeper
+                if keeper.lost or not order_lease_renew(order_id=keeper.order_id, owner=keeper.owner):
+                    raise LeaseLost(f"order {keeper.order_id}: lease lost before {name}")
             # A requests timeout bounds each socket wait, so allow connect and read.
             self._keeper.expect(2 * float(settings.SUPPLIER_TIMEOUT))
             try:
@@ -585,7 +596,12 @@ def _fulfil_leased(*, order_id: int, actor: str, budget: float, owner: str,
                                        order.supplier_code))
     while True:
         keeper.expect(lease_seconds())
-        _fulfil_pass(step)
+        try:
+            _fulfil_pass(step)
+        except LeaseLost:
+            logger.warning("%s: lease lost before placing the top-up; not sent, leaving the "
+                           "order to its new holder", step.order)
+            return None
         order = step.order
         if order.status not in IN_FLIGHT_STATUSES or order.next_action_at is None:
             return order
@@ -688,6 +704,11 @@ def _submit(step: _Step) -> None:
             user_id=order.recipient_user_id, stars=order.stars,
             idempotency_key=order.idempotency_key,
         )
+    except LeaseLost:
+        attempt.outcome, attempt.error_code = SupplierAttempt.Outcome.REJECTED, "lease_lost"
+        attempt.response_body, attempt.finished_at = "Not sent: the lease passed to another worker", _now()
+        attempt.save(update_fields=["outcome", "error_code", "response_body", "finished_at"])
+        raise
     except SupplierError as exc:
         _record_attempt_error(attempt, exc)
         _after_place_error(step, exc)

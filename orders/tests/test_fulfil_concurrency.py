@@ -142,6 +142,44 @@ def test_a_429_pauses_every_caller_of_that_supplier(make_order, supplier, settin
     assert waits and 0.5 < waits[0] <= 1.1
 
 
+def test_a_worker_whose_lease_passed_while_it_waited_for_a_slot_does_not_send(
+        make_order, supplier, settings, monkeypatch):
+    """Chaos found it: a worker waiting out a 429 pause lost its lease to another worker, which
+    looked the key up, found nothing and placed the top-up again; the late first request made
+    the second a replay. The top-up goes out only while the lease is still this worker's."""
+    settings.SUPPLIER_RATE_PER_SECOND = 0
+    order = make_order(S.PAID, recipient_user_id="100000001", recipient_username="@sandbox_ok",
+                       next_action_at=timezone.now())
+    waited = throttle.supplier_slot_wait
+    calls: list[str] = []
+
+    def slot_wait(code: str, **kwargs):
+        calls.append(code)
+        if len(calls) == 2:  # the validation went out; the top-up waits for its slot
+            Order.objects.filter(pk=order.pk).update(
+                lease_owner="another-worker", lease_until=timezone.now() + timedelta(seconds=30))
+        return waited(code, **kwargs)
+
+    monkeypatch.setattr(throttle, "supplier_slot_wait", slot_wait)
+    services.order_fulfil(order_id=order.pk, budget_seconds=0)
+
+    order.refresh_from_db()
+    assert supplier.topup_calls(order.idempotency_key) == 0
+    assert (order.status, order.lease_owner) == (S.SUBMITTING, "another-worker")
+    attempt = SupplierAttempt.objects.get(order=order)
+    assert (attempt.outcome, attempt.error_code) == (SupplierAttempt.Outcome.REJECTED, "lease_lost")
+    assert attempt.finished_at is not None
+
+
+def test_the_lease_holder_sends_after_its_wait(make_order, supplier, settings, monkeypatch):
+    settings.SUPPLIER_RATE_PER_SECOND = 0
+    order = make_order(S.PAID, recipient_user_id="100000001", recipient_username="@sandbox_ok",
+                       next_action_at=timezone.now())
+    services.order_fulfil(order_id=order.pk, budget_seconds=0)
+    order.refresh_from_db()
+    assert order.status == S.DELIVERED and supplier.topup_calls(order.idempotency_key) == 1
+
+
 class _Clock:
     def __init__(self) -> None:
         self.now = 1_000_000.0
