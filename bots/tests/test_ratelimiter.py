@@ -148,9 +148,14 @@ def test_two_senders_on_one_redis_stay_within_telegrams_limits(redis_url, fake_t
     assert fake_telegram.flood_refused() == []
     sent = fake_telegram.flood_sent()
     assert len(sent) == 56
-    # Six to one chat from two senders: one a second, so five seconds from first to last.
+    # Six to one chat from two senders, spaced a second apart by the shared schedule. Each
+    # leaves at its reserved time or later, so a first one held up (CI's second pass saw
+    # 4.4996 s from first to last) shortens the span: the fake's flood control above is the
+    # limit itself; here, that they were spread at all: more than the chat's burst of two
+    # back to back would have needed at least four seconds.
     busy_times = [message.at for message in sent if message.chat_id == str(busy)]
-    assert busy_times[-1] - busy_times[0] >= 5 * CHAT_INTERVAL_SECONDS - 5 * SLACK
+    assert len(busy_times) == 6
+    assert busy_times[-1] - busy_times[0] >= 4 * CHAT_INTERVAL_SECONDS - SLACK
     assert max_per_second(sent) <= OVERALL_PER_SECOND
 
 
