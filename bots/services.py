@@ -1,6 +1,6 @@
 """Every write of the bot: who a Telegram user is, where their purchase stands, notices sent.
 
-Handlers call one function here per update, through sync_to_async. Each conversation step
+Handlers call one function here per update, on a thread off the event loop. Each conversation step
 checks that the buyer is still at the step a button or reply belongs to (same purchase flow,
 expected state) and moves on with a conditional UPDATE, so a double tap or a stale button
 changes nothing, whichever process handles it. Supplier and payment calls happen outside any
