@@ -103,6 +103,10 @@ class LeaseKeeper:
     def stalled(self) -> bool:
         return time.monotonic() > self._progress_deadline
 
+    def holds(self) -> bool:
+        """Whether the lease is still this holder's, renewed now (False once another worker took it)."""
+        return not self.lost and order_lease_renew(order_id=self.order_id, owner=self.owner)
+
     def start(self) -> None:
         if settings.FULFILMENT_LEASE_HEARTBEAT:
             _renewer.add(self)

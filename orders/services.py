@@ -54,7 +54,6 @@ from orders.leases import (
     order_lease_acquire,
     order_lease_dispatch,
     order_lease_release,
-    order_lease_renew,
 )
 from orders.models import (
     Channel,
@@ -459,9 +458,8 @@ class _WatchedClient:
                 # The wait can last seconds (a 429's pause). Had the lease passed to another
                 # worker meanwhile, that worker may already have looked the key up, found
                 # nothing and be about to place it again: this request must not go out late.
-                keeper = self._keeper
-                if keeper.lost or not order_lease_renew(order_id=keeper.order_id, owner=keeper.owner):
-                    raise LeaseLost(f"order {keeper.order_id}: lease lost before {name}")
+                if not self._keeper.holds():
+                    raise LeaseLost(f"order {self._keeper.order_id}: lease lost before {name}")
             # A requests timeout bounds each socket wait, so allow connect and read.
             self._keeper.expect(2 * float(settings.SUPPLIER_TIMEOUT))
             try:
@@ -614,7 +612,7 @@ def _fulfil_leased(*, order_id: int, actor: str, budget: float, owner: str,
             keeper.expect(wait)
             time.sleep(wait)
         # Checked before acting again: a worker that stalled past its lease must stop here.
-        if keeper.lost or not order_lease_renew(order_id=order_id, owner=owner):
+        if not keeper.holds():
             logger.warning("%s: lease lost mid-work; leaving the order to its new holder", order)
             return None
         step.order = Order.objects.get(pk=order_id)

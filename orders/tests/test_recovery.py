@@ -17,7 +17,7 @@ import signal
 import statistics
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -108,9 +108,8 @@ def _wait_until_worked_on(snapshot: dict[int, tuple], started: float, cluster: C
         time.sleep(0.05)
 
 
-def _timelines(orders: list[Order], started: float) -> str:
+def _timelines(orders: list[Order], start: datetime) -> str:
     """Each order's status changes in seconds from the last start: where a slow settle went."""
-    start = timezone.now() - timedelta(seconds=time.monotonic() - started)
     lines = []
     for order in orders:
         steps = [f"{(e.created_at - start).total_seconds():+.1f}s {e.to_status} ({e.reason[:50]})"
@@ -149,8 +148,8 @@ def test_crash_loop_recovers_every_paid_order_within_targets(production_cluster,
             if time.monotonic() - started > SETTLED_TARGET + 15:
                 pytest.fail(f"{order} still {order.status}\n{cluster.logs()}")
             time.sleep(0.1)
-    timelines = _timelines(orders, started)
-    start = timezone.now() - timedelta(seconds=time.monotonic() - started)
+    start = timezone.now() - timedelta(seconds=time.monotonic() - started)  # the last start
+    timelines = _timelines(orders, start)
     for order in orders:
         # Settled at its final status change, less the supplier's own latency: the calls since
         # the last start that hung until our client timed out (@sandbox_timeout's 12 s hang).
